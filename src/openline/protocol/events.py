@@ -8,7 +8,6 @@ close frame is delivered as :class:`~openline.protocol.frames.Close`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Union
 
 from .frames import Close
 
@@ -43,4 +42,4 @@ class Pong:
     data: bytes
 
 
-Event = Union[TextMessage, BinaryMessage, Ping, Pong, Close]
+Event = TextMessage | BinaryMessage | Ping | Pong | Close
