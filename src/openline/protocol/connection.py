@@ -317,7 +317,7 @@ class Connection:
             close = Close(CloseCode.NO_STATUS_RCVD)
         else:
             close = Close(code, reason)
-        close.check()
+            close.check()
         self._send_close_frame(close)
 
     def fail(self, code: int, reason: str = "") -> None:

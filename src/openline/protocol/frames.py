@@ -223,7 +223,7 @@ class Close:
         Raises:
             ValueError: The code may not be sent or the payload exceeds 125 bytes.
         """
-        if self.code != CloseCode.NO_STATUS_RCVD and not is_valid_close_code(self.code):
+        if not is_valid_close_code(self.code):
             raise ValueError(f"close code {self.code} may not be sent on the wire")
         if len(self.serialize()) > MAX_CONTROL_PAYLOAD:
             raise ValueError(f"close reason of {len(self.reason.encode())} bytes exceeds 123 bytes")
