@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -71,7 +73,7 @@ def test_any_split_of_the_stream_gives_the_same_events(
     conn = Connection(side)
     points = sorted({cut % (len(stream) + 1) for cut in cuts} | {0, len(stream)})
     received: list[object] = []
-    for start, end in zip(points, points[1:]):
+    for start, end in itertools.pairwise(points):
         conn.receive_data(stream[start:end])
         received += conn.events_received()
     assert received == events
