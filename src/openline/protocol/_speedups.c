@@ -24,33 +24,41 @@
  * XOR `size` bytes of `src` into `dst` with `mask` repeated.
  *
  * The main loop works on 8 bytes at a time with the key doubled into a
- * uint64_t. Loads and stores go through memcpy: the input may be any slice of
- * any buffer, so it may be unaligned, and memcpy of a constant 8 bytes is
- * both legal on every platform and compiled to a single move (or folded into
- * SIMD registers when the compiler vectorises the loop). Building the key
- * with memcpy too keeps the byte order identical to the data's, so the code
- * is correct on big- and little-endian machines alike.
+ * uint64_t, and compilers turn it into SIMD code (16 bytes per instruction
+ * with baseline x86-64 SSE2; hand-written SSE2 and AVX2 versions measured no
+ * faster, because at that point the loop is bound by memory bandwidth).
+ *
+ * Loads and stores go through memcpy: the input may be any slice of any
+ * buffer, so it may be unaligned, and a fixed-size memcpy is legal on every
+ * platform yet compiles to a plain move. Building the key with memcpy too
+ * gives it the same byte order as the data, so big- and little-endian
+ * machines need no special case.
+ *
+ * The counters are unsigned on purpose: Python builds extensions with
+ * -fwrapv, and with a signed counter gcc can no longer prove the loop
+ * terminates without overflow, so it emits code half as fast.
  */
 static void
-xor_with_mask(const unsigned char *src, unsigned char *dst, Py_ssize_t size,
+xor_with_mask(const unsigned char *src, unsigned char *dst, size_t size,
               const unsigned char mask[4])
 {
     unsigned char doubled[8];
     uint64_t key;
-    Py_ssize_t i = 0;
+    size_t words = size / 8;
+    size_t i;
 
     memcpy(doubled, mask, 4);
     memcpy(doubled + 4, mask, 4);
     memcpy(&key, doubled, 8);
 
-    for (; i + 8 <= size; i += 8) {
+    for (i = 0; i < words; i++) {
         uint64_t chunk;
-        memcpy(&chunk, src + i, 8);
+        memcpy(&chunk, src + 8 * i, 8);
         chunk ^= key;
-        memcpy(dst + i, &chunk, 8);
+        memcpy(dst + 8 * i, &chunk, 8);
     }
-    /* i is a multiple of 8 here, so i & 3 is still the key offset. */
-    for (; i < size; i++) {
+    /* The tail starts at a multiple of 8, so i & 3 is still the key offset. */
+    for (i = 8 * words; i < size; i++) {
         dst[i] = src[i] ^ mask[i & 3];
     }
 }
@@ -166,7 +174,7 @@ apply_mask(PyObject *Py_UNUSED(module), PyObject *const *args,
         saved = PyEval_SaveThread();
     }
     xor_with_mask(data.buf, (unsigned char *)PyBytes_AS_STRING(result),
-                  data.len, key);
+                  (size_t)data.len, key);
     if (saved != NULL) {
         PyEval_RestoreThread(saved);
     }

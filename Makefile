@@ -1,0 +1,83 @@
+# openline — every task a newcomer or CI needs. `make help` lists them.
+# The first run of any target creates .venv and installs openline with its extras.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8765
+# Pythons the core and interop tests also run on (CI runs them all).
+MATRIX ?= $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3 $(HOME)/.pyenv/versions/3.12.*/bin/python3 $(HOME)/.pyenv/versions/3.13.*/bin/python3)
+
+.PHONY: help serve test test-matrix style types coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps clean
+
+help:
+	@echo "make serve        run the main job: the echo server on $(HOST):$(PORT)"
+	@echo "make test         install everything and run the whole test suite (what CI runs)"
+	@echo "make test-matrix  core, asyncio and interop tests on Python 3.10, 3.12 and 3.13"
+	@echo "make style        ruff check and ruff format --check"
+	@echo "make types        mypy --strict on src/"
+	@echo "make coverage     the suite with branch coverage"
+	@echo "make autobahn-all Autobahn|Testsuite including compression (sections 12-13, ~30 min)"
+
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+	OPENLINE_BUILD_EXTENSION=$${OPENLINE_BUILD_EXTENSION:-yes} $(BIN)/python -m pip install -q -e '.[dev,speed]'
+	touch $@
+
+serve: $(STAMP)
+	$(BIN)/openline serve --echo --host $(HOST) --port $(PORT)
+
+node-deps: tests/interop/node/node_modules/.package-lock.json
+
+tests/interop/node/node_modules/.package-lock.json: tests/interop/node/package-lock.json
+	cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error
+
+autobahn-deps:
+	bash tests/autobahn/install.sh
+
+test: $(STAMP) node-deps autobahn-deps style types
+	$(BIN)/python -m pytest
+
+test-matrix:
+	@test -n "$(MATRIX)" || { echo "no Python 3.10/3.12/3.13 found under ~/.pyenv"; exit 1; }
+	@set -e; for py in $(MATRIX); do \
+		v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+		venv=.venv-$$v; \
+		if [ ! -f $$venv/.installed ]; then \
+			$$py -m venv $$venv; \
+			$$venv/bin/python -m pip install -q -U pip; \
+			OPENLINE_BUILD_EXTENSION=yes $$venv/bin/python -m pip install -q -e '.[dev]'; \
+			touch $$venv/.installed; \
+		fi; \
+		echo "== Python $$v"; \
+		$$venv/bin/python -m pytest -q -p no:cacheprovider tests/protocol tests/asyncio tests/interop tests/test_layering.py; \
+	done
+
+style: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+coverage: $(STAMP) node-deps autobahn-deps
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage report
+
+autobahn: $(STAMP) autobahn-deps
+	$(BIN)/python -m pytest tests/autobahn -v
+
+autobahn-all: $(STAMP) autobahn-deps
+	OPENLINE_AUTOBAHN_ALL=1 $(BIN)/python -m pytest tests/autobahn -v -s
+
+fuzz: $(STAMP)
+	$(BIN)/python fuzz/fuzz_connection.py -runs=200000
+
+docs:
+	@echo "docs live in docs/*.md"
+
+clean:
+	rm -rf $(VENV) .venv-3.* .cache build dist src/*.egg-info src/openline/protocol/*.so
