@@ -57,8 +57,8 @@ test-matrix:
 	done
 
 style: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench fuzz
+	$(BIN)/ruff format --check src tests bench fuzz
 
 types: $(STAMP)
 	$(BIN)/mypy
