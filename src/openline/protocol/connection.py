@@ -489,7 +489,7 @@ class Connection:
                     frame = extension.decode(frame, max_size=self._remaining())
             except ProtocolError as exc:
                 self.protocol_error = exc
-                reason = "message too big" if exc.code == 1009 else "invalid compressed data"
+                reason = "message too big" if exc.code == 1009 else _truncate_reason(exc.msg)
                 self._fail(Close(exc.code, reason))
                 return
             payload = frame.data
@@ -662,3 +662,11 @@ class Connection:
     def _send_eof(self) -> None:
         self._eof_sent = True
         self._output.append(b"")
+
+
+def _truncate_reason(text: str) -> str:
+    """Fit ``text`` in a close frame: at most 123 bytes of UTF-8 (section 5.5)."""
+    encoded = text.encode()
+    if len(encoded) <= 123:
+        return text
+    return encoded[:120].decode(errors="ignore") + "..."

@@ -66,8 +66,6 @@ DEFAULT_COMPRESS_SETTINGS: Mapping[str, int] = types.MappingProxyType(
 # RFC 7692, section 7.2.1: a sync flush ends with an empty stored block whose last
 # four octets are removed before sending and appended again before inflating.
 _SYNC_TAIL = b"\x00\x00\xff\xff"
-# RFC 7692, section 7.2.3.6: an empty stored block (BFINAL=0, BTYPE=00, padding).
-_EMPTY_BLOCK = b"\x00"
 
 _MIN_WINDOW_BITS = 8
 _MAX_WINDOW_BITS = 15
@@ -81,6 +79,19 @@ _WINDOW_BITS_VALUES = {str(bits): bits for bits in range(_MIN_WINDOW_BITS, _MAX_
 _STRATEGIES = frozenset(
     (zlib.Z_DEFAULT_STRATEGY, zlib.Z_FILTERED, zlib.Z_HUFFMAN_ONLY, zlib.Z_RLE, zlib.Z_FIXED)
 )
+_PARAMETER_NAMES = (
+    "server_no_context_takeover",
+    "client_no_context_takeover",
+    "server_max_window_bits",
+    "client_max_window_bits",
+)
+_EXTENSION_ARGUMENTS = (
+    "remote_no_context_takeover",
+    "local_no_context_takeover",
+    "remote_max_window_bits",
+    "local_max_window_bits",
+)
+
 _VALID_SETTING: Mapping[str, Callable[[int], bool]] = {
     "level": lambda value: -1 <= value <= 9,
     "memLevel": lambda value: 1 <= value <= 9,
@@ -159,13 +170,7 @@ class PerMessageDeflate:
         self._decoding = False
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}("
-            f"remote_no_context_takeover={self.remote_no_context_takeover}, "
-            f"local_no_context_takeover={self.local_no_context_takeover}, "
-            f"remote_max_window_bits={self.remote_max_window_bits}, "
-            f"local_max_window_bits={self.local_max_window_bits})"
-        )
+        return _repr(self, _EXTENSION_ARGUMENTS)
 
     # --- receiving ----------------------------------------------------------------------
 
@@ -207,14 +212,14 @@ class PerMessageDeflate:
         if frame.fin:
             # Section 7.2.2: append the tail removed by the sender.
             data += _SYNC_TAIL
-        inflated = self._inflate(data, max_size)
+        inflated = self._inflate(data, max_size, final=frame.fin)
         if frame.fin:
             self._decoding = False
             if self.remote_no_context_takeover:
                 self._decoder = None
         return Frame(frame.opcode, inflated, frame.fin, False, frame.rsv2, frame.rsv3)
 
-    def _inflate(self, data: bytes, max_size: int | None) -> bytes:
+    def _inflate(self, data: bytes, max_size: int | None, *, final: bool) -> bytes:
         """Inflate ``data``, producing at most ``max_size + 1`` bytes.
 
         Raises:
@@ -247,10 +252,12 @@ class PerMessageDeflate:
             if not decoder.eof:
                 break
             # A block with BFINAL set ends zlib's stream, yet section 7.2.1 lets more
-            # blocks follow; start a new stream for them (and for later messages).
+            # blocks follow: start a new stream for them, and for later messages.
             self._decoder = None
             data = decoder.unused_data
-            if not data:
+            # Section 7.2.1 wants an empty stored block after the final block; when a
+            # sender omits it, only the tail we appended is left, and it is skipped.
+            if not data or (final and data == _SYNC_TAIL):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
@@ -279,14 +286,14 @@ class PerMessageDeflate:
                 self._mem_level,
                 self._strategy,
             )
+        # Z_SYNC_FLUSH ends the output with an empty stored block: three header bits,
+        # padding to a byte boundary, then 0x00 0x00 0xff 0xff (zlib.h documents it).
         data = encoder.compress(frame.data) + encoder.flush(zlib.Z_SYNC_FLUSH)
         if frame.fin:
-            # RFC 7692, section 7.2.1: remove the 0x00 0x00 0xff 0xff tail.
-            if data.endswith(_SYNC_TAIL):
-                data = data[:-4]
-            # Section 7.2.3.6: a payload can't be empty; send an empty stored block.
-            if not data:
-                data = _EMPTY_BLOCK
+            # RFC 7692, section 7.2.1: remove the 0x00 0x00 0xff 0xff tail. The header
+            # bits always leave at least one octet, so an empty message becomes 0x00,
+            # the empty block of section 7.2.3.6.
+            data = data[:-4]
             if self.local_no_context_takeover:
                 self._encoder = None
         rsv1 = frame.opcode is not Opcode.CONT
@@ -439,13 +446,7 @@ class ClientPerMessageDeflateFactory:
         self.client_max_window_bits = client_max_window_bits
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}("
-            f"server_no_context_takeover={self.server_no_context_takeover}, "
-            f"client_no_context_takeover={self.client_no_context_takeover}, "
-            f"server_max_window_bits={self.server_max_window_bits}, "
-            f"client_max_window_bits={self.client_max_window_bits})"
-        )
+        return _repr(self, _PARAMETER_NAMES)
 
     def get_request_params(self) -> list[ExtensionParameter]:
         """Return the parameters to offer in ``Sec-WebSocket-Extensions``."""
@@ -565,14 +566,7 @@ class ServerPerMessageDeflateFactory:
         self.require_client_max_window_bits = require_client_max_window_bits
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}("
-            f"server_no_context_takeover={self.server_no_context_takeover}, "
-            f"client_no_context_takeover={self.client_no_context_takeover}, "
-            f"server_max_window_bits={self.server_max_window_bits}, "
-            f"client_max_window_bits={self.client_max_window_bits}, "
-            f"require_client_max_window_bits={self.require_client_max_window_bits})"
-        )
+        return _repr(self, (*_PARAMETER_NAMES, "require_client_max_window_bits"))
 
     def process_request_params(
         self, params: Sequence[ExtensionParameter], accepted: Sequence[Extension]
@@ -631,6 +625,12 @@ class ServerPerMessageDeflateFactory:
             compress_settings=self._compress_settings,
         )
         return response, extension
+
+
+def _repr(obj: object, names: Sequence[str]) -> str:
+    """Show the negotiation arguments of ``obj``."""
+    arguments = ", ".join(f"{name}={getattr(obj, name)!r}" for name in names)
+    return f"{type(obj).__name__}({arguments})"
 
 
 def _smallest(first: int | None, second: int | None) -> int | None:
