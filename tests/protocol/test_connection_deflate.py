@@ -121,3 +121,9 @@ def test_fails_compressed_frame_far_over_max_size_from_its_header(side: Side) ->
     frame = peer_frame(side, Opcode.BINARY, b"x" * 3000, rsv1=True)
     conn.receive_data(frame[:14])
     assert_closed_with(conn, 1009)
+
+
+def test_max_size_none_lets_large_compressed_messages_through() -> None:
+    server, client = pair(max_size=None)
+    client.send_binary(b"\x00" * (3 * 2**20))
+    assert relay(client, server) == [BinaryMessage(b"\x00" * (3 * 2**20))]

@@ -596,14 +596,22 @@ REJECTIONS = {
         426,
         InvalidHeader,
         "invalid Sec-WebSocket-Version header: 8",
-        (("Sec-WebSocket-Version", "13"),),
+        (
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade, close"),
+            ("Sec-WebSocket-Version", "13"),
+        ),
     ),
     "version list": Rejection(
         make_request(("Sec-WebSocket-Version", "13, 8")),
         426,
         InvalidHeader,
         "invalid Sec-WebSocket-Version header: 13, 8",
-        (("Sec-WebSocket-Version", "13"),),
+        (
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade, close"),
+            ("Sec-WebSocket-Version", "13"),
+        ),
     ),
     "malformed subprotocols": Rejection(
         make_request(("Sec-WebSocket-Protocol", "chat superchat")),

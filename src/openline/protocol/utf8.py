@@ -20,7 +20,8 @@ def decode_utf8(data: bytes | bytearray | memoryview) -> str:
     Raises:
         UnicodeDecodeError: ``data`` is not valid UTF-8.
     """
-    return bytes(data).decode("utf-8") if isinstance(data, memoryview) else data.decode("utf-8")
+    # bytes(data) is free for bytes, and a copy only for other buffers.
+    return bytes(data).decode("utf-8")
 
 
 def decode_chunk(decoder: codecs.IncrementalDecoder, data: bytes, final: bool = False) -> str:
