@@ -87,6 +87,9 @@ _HOST_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::
 _REG_NAME_RE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=%]+")
 # Characters allowed in a URI path and query (RFC 3986, section 3.3), plus "%".
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%?"
+# RFC 9110, section 15.5.22: a 426 MUST send Upgrade; section 7.8: whoever sends
+# Upgrade MUST send Connection: upgrade too.
+_UPGRADE_REQUIRED = (("Upgrade", "websocket"), ("Connection", "Upgrade"))
 # Headers the handshake sets; extra_headers may not set them.
 _RESERVED = frozenset(
     name.lower()
@@ -441,7 +444,7 @@ class ServerHandshake:
         * 400 when ``Sec-WebSocket-Key`` is missing, repeated, or not 16 bytes in base64;
         * 400 when ``Sec-WebSocket-Version`` is missing or repeated: the request
           isn't a WebSocket handshake (section 4.2.1); 426 (with
-          ``Sec-WebSocket-Version: 13``) when it names another version (section 4.4);
+          ``Sec-WebSocket-Version: 13`` and ``Upgrade``) for another version (section 4.4);
         * 403 when ``Origin`` isn't allowed, 400 when it is repeated;
         * 400 when ``Sec-WebSocket-Protocol`` or ``Sec-WebSocket-Extensions`` is malformed.
 
@@ -513,10 +516,7 @@ class ServerHandshake:
         try:
             _check_upgrade(headers, exact=False)
         except InvalidUpgrade as exc:
-            # RFC 9110, section 15.5.22: a 426 MUST send Upgrade, and section 7.8:
-            # whoever sends Upgrade MUST send Connection: upgrade too.
-            headers_426 = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
-            raise _Rejection(426, exc, headers_426) from None
+            raise _Rejection(426, exc, _UPGRADE_REQUIRED) from None
         key = self._check_key(headers)
         self._check_version(headers)
         self._check_origin(headers)
@@ -539,10 +539,11 @@ class ServerHandshake:
         except InvalidHeader as exc:
             raise _Rejection(400, exc) from None
         if version != VERSION:
-            # RFC 6455, section 4.4: answer an unknown version with 426 and the
-            # versions we understand.
+            # RFC 6455, section 4.4: answer an unknown version with an error such as
+            # 426 and the versions we understand; RFC 9110 rules for 426 apply too.
             error = InvalidHeader("Sec-WebSocket-Version", version)
-            raise _Rejection(426, error, [("Sec-WebSocket-Version", VERSION)])
+            fields = [*_UPGRADE_REQUIRED, ("Sec-WebSocket-Version", VERSION)]
+            raise _Rejection(426, error, fields)
 
     def _check_origin(self, headers: Headers) -> None:
         if self.origins is None:
