@@ -19,9 +19,8 @@ import dataclasses
 import hashlib
 import os
 import re
-import urllib.parse
 from collections.abc import Callable, Sequence
-from typing import TypeAlias, TypeVar
+from typing import TypeVar
 
 from ..exceptions import (
     InvalidHandshake,
@@ -32,7 +31,6 @@ from ..exceptions import (
     InvalidState,
     InvalidStatus,
     InvalidUpgrade,
-    InvalidURI,
     NegotiationError,
     _shorten,
 )
@@ -42,7 +40,18 @@ from .extensions.base import (
     ExtensionParameter,
     ServerExtensionFactory,
 )
+from .headers import (
+    ExtensionHeader,
+    build_extensions,
+    build_subprotocols,
+    check_token,
+    parse_connection,
+    parse_extensions,
+    parse_subprotocols,
+    parse_upgrade,
+)
 from .http11 import Headers, HeadersLike, MultipleValuesError, Request, Response
+from .uri import WebSocketURI, parse_uri
 
 __all__ = [
     "GUID",
@@ -72,21 +81,13 @@ USER_AGENT = "openline/0.1"
 #: The only protocol version of RFC 6455 (section 4.1).
 VERSION = "13"
 
-#: One extension in ``Sec-WebSocket-Extensions``: its name and its parameters.
-ExtensionHeader: TypeAlias = tuple[str, list[ExtensionParameter]]
 
 _T = TypeVar("_T")
 
-_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_OWS_RE = re.compile(r"[ \t]*")
 # RFC 9110, section 5.6.4: quoted-string with quoted-pair.
-_QUOTED_RE = re.compile(r'"((?:[\t !#-\[\]-~\x80-\xff]|\\[\t !-~\x80-\xff])*)"')
-_QUOTED_PAIR_RE = re.compile(r"\\(.)")
 # RFC 3986, section 3.2.2: an IP literal or a reg-name, then an optional port.
 _HOST_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
-_REG_NAME_RE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=%]+")
 # Characters allowed in a URI path and query (RFC 3986, section 3.3), plus "%".
-_PATH_SAFE = "/:@!$&'()*+,;=-._~%?"
 # RFC 9110, section 15.5.22: a 426 MUST send Upgrade; section 7.8: whoever sends
 # Upgrade MUST send Connection: upgrade too.
 _UPGRADE_REQUIRED = (("Upgrade", "websocket"), ("Connection", "Upgrade"))
@@ -135,160 +136,6 @@ def _is_valid_key(key: str) -> bool:
     except (UnicodeEncodeError, binascii.Error):
         return False
     return len(raw) == 16 and base64.b64encode(raw).decode("ascii") == key
-
-
-# --- header values ----------------------------------------------------------------------
-
-
-def parse_connection(value: str) -> list[str]:
-    """Parse a ``Connection`` header: a list of tokens (RFC 9110, section 7.6.1).
-
-    Raises:
-        InvalidHeaderValue: The value isn't a list of tokens.
-    """
-    return _parse_list(value, "Connection", _parse_token)
-
-
-def parse_upgrade(value: str) -> list[str]:
-    """Parse an ``Upgrade`` header: protocols such as ``websocket`` or ``foo/1.1``.
-
-    RFC 9110, section 7.8: ``protocol = protocol-name ["/" protocol-version]``.
-
-    Raises:
-        InvalidHeaderValue: The value isn't a list of protocols.
-    """
-    return _parse_list(value, "Upgrade", _parse_protocol)
-
-
-def parse_subprotocols(value: str) -> list[str]:
-    """Parse a ``Sec-WebSocket-Protocol`` header: a list of tokens (RFC 6455, section 11.3.4).
-
-    Raises:
-        InvalidHeaderValue: The value isn't a list of tokens.
-    """
-    return _parse_list(value, "Sec-WebSocket-Protocol", _parse_token)
-
-
-def parse_extensions(value: str) -> list[ExtensionHeader]:
-    """Parse a ``Sec-WebSocket-Extensions`` header (RFC 6455, section 9.1).
-
-    Each extension is a token followed by ``; name`` or ``; name=value``
-    parameters; a value is a token or a quoted string.
-
-    Returns:
-        ``(name, [(parameter, value or None), ...])`` for each extension, in order.
-
-    Raises:
-        InvalidHeaderValue: The value doesn't follow the grammar, or a quoted
-            parameter value isn't a token once unquoted.
-    """
-    return _parse_list(value, "Sec-WebSocket-Extensions", _parse_extension)
-
-
-def build_extensions(extensions: Sequence[tuple[str, Sequence[ExtensionParameter]]]) -> str:
-    """Build a ``Sec-WebSocket-Extensions`` value; the inverse of :func:`parse_extensions`.
-
-    Raises:
-        ValueError: A name or parameter value isn't a token.
-    """
-    items = []
-    for name, params in extensions:
-        parts = [_check_token(name, "extension name")]
-        for param, param_value in params:
-            _check_token(param, "extension parameter")
-            if param_value is None:
-                parts.append(param)
-            else:
-                # RFC 6455, section 9.1: a value must be a token even when quoted,
-                # so a token is always written as is.
-                parts.append(f"{param}={_check_token(param_value, 'parameter value')}")
-        items.append("; ".join(parts))
-    return ", ".join(items)
-
-
-def build_subprotocols(subprotocols: Sequence[str]) -> str:
-    """Build a ``Sec-WebSocket-Protocol`` value; the inverse of :func:`parse_subprotocols`.
-
-    Raises:
-        ValueError: A subprotocol isn't a token.
-    """
-    return ", ".join(_check_token(subprotocol, "subprotocol") for subprotocol in subprotocols)
-
-
-def _check_token(value: str, what: str) -> str:
-    if not _TOKEN_RE.fullmatch(value):
-        raise ValueError(f"{what} isn't a token: {value!r}")
-    return value
-
-
-def _parse_list(
-    value: str, name: str, parse_item: Callable[[str, int, str], tuple[_T, int]]
-) -> list[_T]:
-    # RFC 9110, section 5.6.1: #item = [ item ] *( OWS "," OWS [ item ] ); a recipient
-    # MUST accept empty items and ignore them.
-    items: list[_T] = []
-    pos = 0
-    while True:
-        pos = _skip_ows(value, pos)
-        if pos < len(value) and value[pos] != ",":
-            item, pos = parse_item(value, pos, name)
-            items.append(item)
-            pos = _skip_ows(value, pos)
-        if pos == len(value):
-            return items
-        if value[pos] != ",":
-            raise InvalidHeaderValue(name, value)
-        pos += 1
-
-
-def _skip_ows(value: str, pos: int) -> int:
-    match = _OWS_RE.match(value, pos)
-    assert match is not None  # the pattern matches the empty string
-    return match.end()
-
-
-def _parse_token(value: str, pos: int, name: str) -> tuple[str, int]:
-    match = _TOKEN_RE.match(value, pos)
-    if match is None:
-        raise InvalidHeaderValue(name, value)
-    return match[0], match.end()
-
-
-def _parse_protocol(value: str, pos: int, name: str) -> tuple[str, int]:
-    protocol, pos = _parse_token(value, pos, name)
-    if value.startswith("/", pos):
-        version, pos = _parse_token(value, pos + 1, name)
-        protocol = f"{protocol}/{version}"
-    return protocol, pos
-
-
-def _parse_extension(value: str, pos: int, name: str) -> tuple[ExtensionHeader, int]:
-    extension, pos = _parse_token(value, pos, name)
-    params: list[ExtensionParameter] = []
-    while True:
-        after = _skip_ows(value, pos)
-        if not value.startswith(";", after):
-            return (extension, params), pos
-        param, pos = _parse_token(value, _skip_ows(value, after + 1), name)
-        after = _skip_ows(value, pos)
-        if not value.startswith("=", after):
-            params.append((param, None))
-            continue
-        param_value, pos = _parse_param_value(value, _skip_ows(value, after + 1), name)
-        params.append((param, param_value))
-
-
-def _parse_param_value(value: str, pos: int, name: str) -> tuple[str, int]:
-    if not value.startswith('"', pos):
-        return _parse_token(value, pos, name)
-    match = _QUOTED_RE.match(value, pos)
-    if match is None:
-        raise InvalidHeaderValue(name, value)
-    unquoted = _QUOTED_PAIR_RE.sub(r"\1", match[1])
-    # RFC 6455, section 9.1: a quoted value MUST conform to the token ABNF once unquoted.
-    if not _TOKEN_RE.fullmatch(unquoted):
-        raise InvalidHeaderValue(name, value)
-    return unquoted, match.end()
 
 
 def _parse_all(headers: Headers, name: str, parse: Callable[[str], list[_T]]) -> list[_T]:
@@ -417,10 +264,10 @@ class ServerHandshake:
         # advanced
         server_header: str | None = USER_AGENT,
     ) -> None:
-        self.subprotocols = [_check_token(s, "subprotocol") for s in subprotocols or ()]
+        self.subprotocols = [check_token(s, "subprotocol") for s in subprotocols or ()]
         self.extensions = list(extensions or ())
         for factory in self.extensions:
-            _check_token(factory.name, "extension name")
+            check_token(factory.name, "extension name")
         self.origins = None if origins is None else list(origins)
         self.select_subprotocol = select_subprotocol
         self._base_headers = Headers()
@@ -649,10 +496,10 @@ class ClientHandshake:
         self.port = port
         self.path = path
         self.secure = secure
-        self.subprotocols = [_check_token(s, "subprotocol") for s in subprotocols or ()]
+        self.subprotocols = [check_token(s, "subprotocol") for s in subprotocols or ()]
         self.extensions = list(extensions or ())
         for factory in self.extensions:
-            _check_token(factory.name, "extension name")
+            check_token(factory.name, "extension name")
         self._host = self._host_header()
         self.headers = self._build_base_headers(origin, extra_headers, user_agent)
         #: The key of the last request built, or ``None`` before :meth:`build_request`.
@@ -789,78 +636,3 @@ class ClientHandshake:
             chosen = _shorten(subprotocols[0])
             raise NegotiationError(f"server chose a subprotocol that wasn't offered: {chosen}")
         return subprotocols[0]
-
-
-# --- URIs -------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class WebSocketURI:
-    """A parsed ``ws://`` or ``wss://`` URI (RFC 6455, section 3).
-
-    Attributes:
-        secure: ``True`` for ``wss``.
-        host: The host, lower-cased, without the brackets of an IPv6 literal;
-            an internationalized name is IDNA-encoded.
-        port: The port, 80 or 443 by default.
-        path: The path and query, percent-encoded, starting with ``/``.
-        user_info: ``(username, password)``, percent-decoded, or ``None``. The
-            password is empty when the URI has none.
-    """
-
-    secure: bool
-    host: str
-    port: int
-    path: str = "/"
-    user_info: tuple[str, str] | None = None
-
-
-def parse_uri(uri: str) -> WebSocketURI:
-    """Parse and check a WebSocket URI.
-
-    Raises:
-        InvalidURI: The scheme isn't ``ws`` or ``wss``, the URI has a fragment,
-            whitespace or control characters, or lacks a valid host or port.
-    """
-    # urlsplit silently drops tabs and newlines: reject them, and spaces, first.
-    if any(char <= " " or char == "\x7f" for char in uri):
-        raise InvalidURI(uri, "contains whitespace or control characters")
-    try:
-        parsed = urllib.parse.urlsplit(uri)
-        port = parsed.port
-    except ValueError as exc:
-        raise InvalidURI(uri, str(exc).lower()) from None
-    if parsed.scheme not in ("ws", "wss"):
-        raise InvalidURI(uri, "scheme isn't ws or wss")
-    # RFC 6455, section 3: fragment identifiers MUST NOT be used in WebSocket URIs.
-    if "#" in uri:
-        raise InvalidURI(uri, "contains a fragment")
-    host = _encode_host(uri, parsed.hostname)
-    secure = parsed.scheme == "wss"
-    if port is None:
-        port = 443 if secure else 80
-    elif port == 0:
-        raise InvalidURI(uri, "port 0 isn't allowed")
-    path = parsed.path or "/"
-    if parsed.query:
-        path = f"{path}?{parsed.query}"
-    path = urllib.parse.quote(path, safe=_PATH_SAFE)
-    user_info = None
-    if parsed.username is not None:
-        username = urllib.parse.unquote(parsed.username)
-        user_info = (username, urllib.parse.unquote(parsed.password or ""))
-    return WebSocketURI(secure, host, port, path, user_info)
-
-
-def _encode_host(uri: str, host: str | None) -> str:
-    if not host:
-        raise InvalidURI(uri, "missing host")
-    if ":" in host:  # an IPv6 literal, already checked by urlsplit
-        return host
-    try:
-        host = host.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise InvalidURI(uri, "invalid host name") from None
-    if not _REG_NAME_RE.fullmatch(host):
-        raise InvalidURI(uri, "invalid host name")
-    return host
