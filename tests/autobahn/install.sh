@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install Autobahn|Testsuite's `wstest` (Python 2.7 only) into <repo>/.cache/autobahn.
 #
-# Idempotent: a second run with unchanged pins, launcher and interpreter only
-# checks that the install still imports, then exits 0.  Exits non-zero with one
-# clear "error:" line on any failure.
+# Idempotent: with unchanged pins and interpreter a second run only checks that the
+# install still imports (about a second) and rewrites the small launcher and wrapper.
+# Exits non-zero with one clear "error:" line on any failure.
 #
 # Layout it creates (all under <repo>/.cache/autobahn):
 #   py27/               pip --target folder with the pinned packages
@@ -60,43 +60,45 @@ done
 
 mkdir -p "$cache" || die "cannot create $cache"
 
-# Everything the install depends on; a change to any of it triggers a reinstall.
-wanted="$( { cat "$req" "$constraints" "$launcher_src"; echo "$py27"; "$py27" -c 'import sys; print(sys.version)'; } \
+# Everything the package install depends on; a change to any of it triggers a reinstall.
+wanted="$( { cat "$req" "$constraints"; echo "$py27"; "$py27" -c 'import sys; print(sys.version)'; } \
     | sha256sum | cut -d' ' -f1)"
 stamp="$site_dir/.openline-install-stamp"
 
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && [ -x "$cache/bin/wstest" ] \
-    && cmp -s "$launcher_src" "$cache/wstest_py27.py" && smoke_test "$site_dir"; then
-    echo "autobahn: wstest already installed in $cache (bin/wstest)"
-    exit 0
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && smoke_test "$site_dir"; then
+    fresh=no
+else
+    fresh=yes
+    echo "autobahn: installing wstest into $cache (pip log: $log) ..."
+    tmp_site="$cache/py27.tmp.$$"
+    rm -rf "$tmp_site"
+    trap 'rm -rf "$tmp_site"' EXIT
+
+    # PIP_CONSTRAINT (not -c) so the pins also reach isolated build environments.
+    if ! env -u PYTHONPATH -u PYTHONHOME PYTHONNOUSERSITE=1 PIP_CONSTRAINT="$constraints" \
+        PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        "$py27" -m pip install \
+        --target "$tmp_site" \
+        --no-deps \
+        --no-warn-script-location \
+        --cache-dir "$cache/pip-cache" \
+        --progress-bar off \
+        -r "$req" >"$log" 2>&1; then
+        grep -E '^(ERROR|error)' "$log" | tail -n 5 >&2 || true
+        die "pip install of the pinned Autobahn|Testsuite failed; full log: $log"
+    fi
+
+    smoke_test "$tmp_site" || die "installed wstest does not import; see $cache/smoke.log"
+
+    rm -rf "$site_dir"
+    mv "$tmp_site" "$site_dir"
+    trap - EXIT
+    echo "$wanted" >"$stamp"
 fi
 
-echo "autobahn: installing wstest into $cache (pip log: $log) ..."
-tmp_site="$cache/py27.tmp.$$"
-rm -rf "$tmp_site"
-trap 'rm -rf "$tmp_site"' EXIT
-
-# PIP_CONSTRAINT (not -c) so the pins also reach isolated build environments.
-if ! env -u PYTHONPATH -u PYTHONHOME PYTHONNOUSERSITE=1 PIP_CONSTRAINT="$constraints" \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    "$py27" -m pip install \
-    --target "$tmp_site" \
-    --no-deps \
-    --no-warn-script-location \
-    --cache-dir "$cache/pip-cache" \
-    --progress-bar off \
-    -r "$req" >"$log" 2>&1; then
-    grep -E '^(ERROR|error)' "$log" | tail -n 5 >&2 || true
-    die "pip install of the pinned Autobahn|Testsuite failed; full log: $log"
-fi
-
-smoke_test "$tmp_site" || die "installed wstest does not import; see $cache/smoke.log"
-
-rm -rf "$site_dir"
-mv "$tmp_site" "$site_dir"
-trap - EXIT
-cp "$launcher_src" "$cache/wstest_py27.py"
-
+# The launcher and the wrapper are cheap: (re)write them on every run.
+cp "$launcher_src" "$cache/wstest_py27.py.tmp"
+mv "$cache/wstest_py27.py.tmp" "$cache/wstest_py27.py"
 mkdir -p "$cache/bin"
 cat >"$cache/bin/wstest.tmp" <<EOF
 #!/bin/sh
@@ -109,6 +111,9 @@ EOF
 chmod +x "$cache/bin/wstest.tmp"
 mv "$cache/bin/wstest.tmp" "$cache/bin/wstest"
 
-echo "$wanted" >"$stamp"
-echo "autobahn: installed $("$cache/bin/wstest" --autobahnversion 2>/dev/null | tr -s '\n' ' ' || true)"
-echo "autobahn: wstest is $cache/bin/wstest"
+if [ "$fresh" = yes ]; then
+    echo "autobahn: installed $("$cache/bin/wstest" --autobahnversion 2>/dev/null | tr -s '\n' ' ' || true)"
+    echo "autobahn: wstest is $cache/bin/wstest"
+else
+    echo "autobahn: wstest already installed in $cache (bin/wstest)"
+fi

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Start Autobahn|Testsuite's ``wstest`` from a ``pip --target`` folder.
 
 This file runs under **Python 2.7** (wstest does not run on Python 3); it is
@@ -22,6 +21,7 @@ What it adds on top of plain ``wstest``:
 * ``--list-cases`` writes the case IDs a spec selects, in run order, as JSON
   ``{"cases": [...], "unknown": [...]}``; nothing is run.
 """
+
 import json
 import os
 import site
