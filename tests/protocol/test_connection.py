@@ -625,3 +625,55 @@ def test_close_exc_chains_the_protocol_error(side: Side) -> None:
     assert isinstance(exc, ConnectionClosedError)
     assert exc.__cause__ is conn.protocol_error
     assert str(exc) == "sent 1002 (protocol error) unknown opcode 3; no close frame received"
+
+
+# --- deferred failures ------------------------------------------------------------------
+
+
+def test_deferred_failure_waits_for_flush(side: Side) -> None:
+    conn = Connection(side, defer_failures=True)
+    events = receive(conn, peer_frame(side, Opcode.TEXT, b"first") + _raw_opcode(side, 3))
+    assert events == [TextMessage("first")]
+    assert conn.failure_pending
+    assert conn.data_to_send() == []
+    # The application may still answer what arrived before the violation.
+    conn.send_text("echo")
+    assert sent_frames(conn) == [Frame(Opcode.TEXT, b"echo")]
+    # Input after the violation is discarded meanwhile.
+    assert receive(conn, peer_frame(side, Opcode.TEXT, b"later")) == []
+    conn.flush_failure()
+    assert not conn.failure_pending
+    assert_closed_with(conn, 1002)
+    conn.flush_failure()  # nothing pending: does nothing
+    assert conn.data_to_send() == []
+
+
+def test_deferred_failure_overrides_the_applications_close(side: Side) -> None:
+    conn = Connection(side, defer_failures=True)
+    receive(conn, peer_frame(side, Opcode.TEXT, b"\xff"))
+    conn.send_close(1000)
+    assert_closed_with(conn, 1007)
+
+
+def test_deferred_failure_is_flushed_by_fail(side: Side) -> None:
+    conn = Connection(side, defer_failures=True)
+    receive(conn, peer_frame(side, Opcode.PING, b"x", fin=False))
+    conn.fail(1011)
+    assert_closed_with(conn, 1002)
+
+
+def test_deferred_failure_is_flushed_at_eof(side: Side) -> None:
+    conn = Connection(side, defer_failures=True, max_size=10)
+    receive(conn, peer_frame(side, Opcode.BINARY, b"x" * 11))
+    conn.receive_eof()
+    frames = sent_frames(conn)
+    assert frames[0] == close_frame(1009, "message exceeds 10 bytes")
+    assert isinstance(conn.protocol_error, PayloadTooBig)
+
+
+def test_failure_is_not_deferred_once_closing(side: Side) -> None:
+    conn = Connection(side, defer_failures=True)
+    conn.send_close()
+    conn.data_to_send()
+    receive(conn, _raw_opcode(side, 3))
+    assert not conn.failure_pending

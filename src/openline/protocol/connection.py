@@ -109,6 +109,12 @@ class Connection:
         max_size: The largest incoming message accepted, in bytes, measured after
             decompression; ``None`` disables the limit. A larger message fails the
             connection with close code 1009.
+        defer_failures: When the peer breaks the protocol, hold the failing close
+            frame back until :meth:`flush_failure` is called, instead of queueing
+            it at once. Input is discarded from the violation on either way. An
+            I/O layer uses this to let the application finish with the messages
+            that arrived before the violation (and answer them) before the
+            connection fails, the order a strict peer expects.
         logger: Where to log protocol events; ``openline.protocol`` by default.
 
     Raises:
@@ -121,6 +127,7 @@ class Connection:
         *,
         extensions: Sequence[Extension] = (),
         max_size: int | None = DEFAULT_MAX_SIZE,
+        defer_failures: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         if max_size is not None and max_size < 0:
@@ -128,6 +135,7 @@ class Connection:
         self.side = side
         self.extensions = tuple(extensions)
         self.max_size = max_size
+        self.defer_failures = defer_failures
         self.logger = logger if logger is not None else logging.getLogger("openline.protocol")
         self.debug = self.logger.isEnabledFor(logging.DEBUG)
 
@@ -162,6 +170,7 @@ class Connection:
         self.close_rcvd_then_sent: bool | None = None
         #: The peer's protocol violation, if any; the I/O layer re-raises it.
         self.protocol_error: ProtocolError | None = None
+        self._pending_failure: Close | None = None
 
         self._mask_pool = b""
         self._mask_pos = 0
@@ -177,6 +186,11 @@ class Connection:
     def eof_sent(self) -> bool:
         """Whether the end of stream was queued in :meth:`data_to_send`."""
         return self._eof_sent
+
+    @property
+    def failure_pending(self) -> bool:
+        """Whether a failure is held back until :meth:`flush_failure` (``defer_failures``)."""
+        return self._pending_failure is not None
 
     @property
     def close_code(self) -> int:
@@ -228,6 +242,7 @@ class Connection:
         if self._eof_received:
             raise InvalidState("end of stream received twice")
         self._eof_received = True
+        self.flush_failure()
         self._state = State.CLOSED
         if self._buffer and not self._discarding and self.protocol_error is None:
             # A frame was cut short: the connection closed abnormally (1006).
@@ -311,6 +326,10 @@ class Connection:
         """
         if self.close_sent is not None or self._eof_sent:
             raise InvalidState("close frame already sent")
+        if self._pending_failure is not None:
+            # The peer's violation decides the close code, not the application.
+            self.flush_failure()
+            return
         if code is None:
             if reason:
                 raise ValueError("a close reason requires a close code")
@@ -331,7 +350,17 @@ class Connection:
         """
         close = Close(code, reason)
         close.check()
+        self.flush_failure()
         self._fail(close)
+
+    def flush_failure(self) -> None:
+        """Send the close frame of a failure held back by ``defer_failures``.
+
+        Does nothing when no failure is pending.
+        """
+        close, self._pending_failure = self._pending_failure, None
+        if close is not None:
+            self._fail(close)
 
     # --- public output --------------------------------------------------------------------
 
@@ -381,7 +410,7 @@ class Connection:
                 header += 4
             error = self._check_header(first, second, length)
             if error is not None:
-                self._fail(error)
+                self._fail_peer(error)
                 break
             if end - pos < header:
                 break
@@ -468,7 +497,7 @@ class Connection:
         try:
             text = decode_chunk(self._decoder, chunk)
         except UnicodeDecodeError:
-            self._fail(Close(CloseCode.INVALID_DATA, "invalid UTF-8 in text message"))
+            self._fail_peer(Close(CloseCode.INVALID_DATA, "invalid UTF-8 in text message"))
             return
         self._msg_text.append(text)
         self._partial_checked += len(chunk)
@@ -490,7 +519,7 @@ class Connection:
             except ProtocolError as exc:
                 self.protocol_error = exc
                 reason = "message too big" if exc.code == 1009 else _truncate_reason(exc.msg)
-                self._fail(Close(exc.code, reason))
+                self._fail_peer(Close(exc.code, reason))
                 return
             payload = frame.data
         self._msg_size += len(payload)
@@ -499,7 +528,7 @@ class Connection:
             try:
                 text = decode_chunk(self._decoder, payload[checked:] if checked else payload, fin)
             except UnicodeDecodeError:
-                self._fail(Close(CloseCode.INVALID_DATA, "invalid UTF-8 in text message"))
+                self._fail_peer(Close(CloseCode.INVALID_DATA, "invalid UTF-8 in text message"))
                 return
             if fin:
                 parts = self._msg_text
@@ -556,7 +585,7 @@ class Connection:
             close = Close.parse(payload)
         except ProtocolError as exc:
             self.protocol_error = exc
-            self._fail(Close(exc.code, "invalid close frame"))
+            self._fail_peer(Close(exc.code, "invalid close frame"))
             return
         self.close_rcvd = close
         self._events.append(close)
@@ -642,6 +671,17 @@ class Connection:
         # frames have crossed; the client waits for the server to do so.
         if not self._is_client and self.close_rcvd is not None:
             self._send_eof()
+
+    def _fail_peer(self, close: Close) -> None:
+        """Fail because of the peer's input: at once, or later with ``defer_failures``."""
+        if not self.defer_failures or self.close_sent is not None or self._eof_sent:
+            self._fail(close)
+            return
+        if self.protocol_error is None:
+            self.protocol_error = ProtocolError(close.reason, close.code)
+        self._pending_failure = close
+        self._discarding = True
+        self._buffer.clear()
 
     def _fail(self, close: Close) -> None:
         """Fail the connection: send ``close`` unless a close frame went out; stop reading."""
