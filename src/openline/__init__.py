@@ -2,4 +2,9 @@
 
 from __future__ import annotations
 
+from .asyncio.client import ClientConnection, connect
+from .asyncio.server import Server, ServerConnection, serve
+
+__all__ = ["ClientConnection", "Server", "ServerConnection", "__version__", "connect", "serve"]
+
 __version__ = "0.1.0"

@@ -7,7 +7,7 @@ exit with status 2, never a traceback.
 Exit statuses of ``openline connect``:
 
 =====  ==============================================================
-0      the connection closed normally (1000 or 1001)
+0      the connection closed normally (1000, 1001, or no code)
 1      the connection could not be opened (network, TLS, handshake)
 2      bad arguments
 3      the connection closed with an error code, or abnormally
@@ -25,8 +25,8 @@ import signal
 import ssl
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from typing import NoReturn, TextIO
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, NoReturn, TextIO
 
 from . import __version__
 from .exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, OpenlineError
@@ -174,13 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _run_loop(coro: object) -> int:
+def _run_loop(coro: Coroutine[Any, Any, int]) -> int:
     """Run ``coro`` on uvloop when it is installed, else on asyncio's default loop."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(coro)  # type: ignore[arg-type, no-any-return]
-    return uvloop.run(coro)  # type: ignore[arg-type, no-any-return]
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 # --- serve ------------------------------------------------------------------------------
@@ -341,7 +341,7 @@ async def _connect(
     code = ws.close_code
     reason = f" {ws.close_reason}" if ws.close_reason else ""
     _status(args, f"connection closed: {code}{reason}")
-    return EXIT_OK if code in (1000, 1001) else EXIT_CLOSED_WITH_ERROR
+    return EXIT_OK if code in (1000, 1001, 1005) else EXIT_CLOSED_WITH_ERROR
 
 
 async def _print_incoming(ws: object, interactive: bool) -> None:

@@ -11,6 +11,8 @@ Each branch has one meaning:
 * :class:`ProtocolError` — the peer broke RFC 6455 / RFC 7692; carries the close
   code we sent because of it. :class:`PayloadTooBig` is the size-limit case.
 * :class:`InvalidState` and :class:`ConcurrencyError` — local misuse.
+* :class:`HubError` — the hub (``openline.hub``), with :class:`BackendUnavailable`
+  when its engine can't reach its store.
 
 Messages are lower-case, without a final period, and say what was expected and
 what was found. Peer data is truncated and escaped before it is shown.
@@ -18,12 +20,19 @@ what was found. Peer data is truncated and escaped before it is shown.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .protocol.frames import Close
+
 __all__ = [
+    "BackendUnavailable",
     "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
     "DuplicateParameter",
+    "HubError",
     "InvalidHandshake",
     "InvalidHeader",
     "InvalidHeaderValue",
@@ -72,11 +81,10 @@ class ConnectionClosed(OpenlineError):
 
     def __init__(
         self,
-        rcvd: object | None,
-        sent: object | None,
+        rcvd: Close | None,
+        sent: Close | None,
         rcvd_then_sent: bool | None = None,
     ) -> None:
-        # Typed as object to avoid an import cycle; they are protocol.frames.Close.
         self.rcvd = rcvd
         self.sent = sent
         self.rcvd_then_sent = rcvd_then_sent
@@ -87,14 +95,14 @@ class ConnectionClosed(OpenlineError):
         """The close code received, 1005 when the peer sent none, 1006 when none arrived."""
         if self.rcvd is None:
             return 1006
-        return int(getattr(self.rcvd, "code", 1005))
+        return self.rcvd.code
 
     @property
     def reason(self) -> str:
         """The close reason received, or the empty string."""
         if self.rcvd is None:
             return ""
-        return str(getattr(self.rcvd, "reason", ""))
+        return self.rcvd.reason
 
     def __str__(self) -> str:
         if self.rcvd is None and self.sent is None:
@@ -109,7 +117,7 @@ class ConnectionClosed(OpenlineError):
 
 
 class ConnectionClosedOK(ConnectionClosed):
-    """The connection closed normally: both close frames carried 1000 or 1001."""
+    """The connection closed normally: both close frames carried 1000, 1001 or no code."""
 
 
 class ConnectionClosedError(ConnectionClosed):
@@ -290,3 +298,18 @@ class InvalidState(OpenlineError, AssertionError):
 
 class ConcurrencyError(OpenlineError, RuntimeError):
     """Two coroutines used ``recv()`` (or ``send()``) of one connection at once."""
+
+
+# --- hub --------------------------------------------------------------------------------
+
+
+class HubError(OpenlineError):
+    """The hub refused or failed an operation."""
+
+
+class BackendUnavailable(HubError):
+    """The hub's engine can't reach its store (for example, Redis is down).
+
+    The operation may succeed later; the hub answers clients with the
+    ``unavailable`` error code.
+    """

@@ -121,6 +121,41 @@ class Connection:
         ValueError: ``max_size`` is negative.
     """
 
+    # Slots: an idle connection is one of thousands; a __dict__ would double its size.
+    __slots__ = (
+        "side",
+        "extensions",
+        "max_size",
+        "defer_failures",
+        "logger",
+        "debug",
+        "_is_client",
+        "_rsv_allowed",
+        "_decoders",
+        "_state",
+        "_events",
+        "_output",
+        "_buffer",
+        "_discarding",
+        "_eof_received",
+        "_eof_sent",
+        "_msg_opcode",
+        "_msg_compressed",
+        "_msg_size",
+        "_msg_parts",
+        "_msg_text",
+        "_decoder",
+        "_partial_checked",
+        "_send_opcode",
+        "close_rcvd",
+        "close_sent",
+        "close_rcvd_then_sent",
+        "protocol_error",
+        "_pending_failure",
+        "_mask_pool",
+        "_mask_pos",
+    )
+
     def __init__(
         self,
         side: Side,
@@ -203,11 +238,12 @@ class Connection:
     def close_exc(self) -> ConnectionClosed:
         """The exception to raise when the application uses a closed connection.
 
-        :class:`ConnectionClosedOK` when both close frames crossed with 1000 or
-        1001, :class:`ConnectionClosedError` otherwise.
+        :class:`ConnectionClosedOK` when both close frames crossed with 1000,
+        1001 or no code (1005); :class:`ConnectionClosedError` otherwise.
         """
         rcvd, sent = self.close_rcvd, self.close_sent
-        ok = (1000, 1001)
+        # A close frame without a code (1005) is a clean close too.
+        ok = (1000, 1001, 1005)
         exc_type: type[ConnectionClosed]
         if rcvd is not None and sent is not None and rcvd.code in ok and sent.code in ok:
             exc_type = ConnectionClosedOK
@@ -674,19 +710,17 @@ class Connection:
 
     def _fail_peer(self, close: Close) -> None:
         """Fail because of the peer's input: at once, or later with ``defer_failures``."""
+        if self.protocol_error is None:
+            self.protocol_error = ProtocolError(close.reason, close.code)
         if not self.defer_failures or self.close_sent is not None or self._eof_sent:
             self._fail(close)
             return
-        if self.protocol_error is None:
-            self.protocol_error = ProtocolError(close.reason, close.code)
         self._pending_failure = close
         self._discarding = True
         self._buffer.clear()
 
     def _fail(self, close: Close) -> None:
         """Fail the connection: send ``close`` unless a close frame went out; stop reading."""
-        if self.protocol_error is None:
-            self.protocol_error = ProtocolError(close.reason, close.code)
         self._discarding = True
         self._buffer.clear()
         if self._state is State.CLOSED:

@@ -1,0 +1,731 @@
+"""The asyncio adapter around the sans-I/O core, shared by servers and clients.
+
+:class:`Connection` is an :class:`asyncio.Protocol`: the event loop calls it with
+bytes, it feeds them to :class:`openline.protocol.connection.Connection` (the
+"core"), hands complete messages to the :class:`~.messages.MessageQueue` and
+writes whatever the core wants to send, all inside ``data_received``: no task
+is created per message, or per connection beyond the server's handler task.
+
+Timers are ``loop.call_later`` handles, one at a time, in this order:
+
+==================  ====================================  ===========================
+phase               timer                                 when it fires
+==================  ====================================  ===========================
+opening handshake   ``open_timeout`` (server side)        abort the transport
+open                next keepalive ping (``ping_interval``)  send a ping
+open                pong deadline (``ping_timeout``)      fail with 1011
+closing             ``close_timeout``                     abort the transport
+==================  ====================================  ===========================
+
+Flow control, both ways:
+
+* sending writes to the transport at once and waits only while the transport
+  is paused (its buffer is above ``write_limit``), until ``resume_writing``;
+* receiving pauses the transport while ``max_queue`` messages wait for
+  ``recv()``, so that TCP pushes back on the peer.
+
+See :mod:`openline.asyncio.server` and :mod:`openline.asyncio.client` for the
+opening handshake of each side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable, Mapping
+from typing import Any, NoReturn, cast
+
+from ..exceptions import ConcurrencyError, ConnectionClosedOK, InvalidState
+from ..protocol.connection import Connection as Core
+from ..protocol.connection import State
+from ..protocol.events import BinaryMessage, Event, Pong, TextMessage
+from ..protocol.frames import CloseCode
+from ..protocol.http11 import Request, Response, parse_request, parse_response
+from ..typing import Data, DataLike
+from .config import Settings
+from .messages import MessageQueue
+
+__all__ = ["Connection"]
+
+_OPEN = State.OPEN
+_CLOSED = State.CLOSED
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+_DATA_LIKE = (str, bytes, bytearray, memoryview)
+
+
+class Connection(asyncio.Protocol):
+    """One WebSocket connection, either side, on top of an asyncio transport.
+
+    Don't build it yourself: :func:`~openline.asyncio.serve` hands a
+    :class:`~openline.asyncio.ServerConnection` to your handler and
+    :class:`~openline.asyncio.connect` returns a
+    :class:`~openline.asyncio.ClientConnection`.
+
+    Iterate over it to receive messages until the peer closes the connection::
+
+        async for message in ws:
+            await ws.send(message)
+
+    Attributes:
+        subprotocol: The negotiated subprotocol, or ``None``.
+        latency: Round-trip time of the last ping answered, in seconds; 0 before.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_close_armed",
+        "_closed_waiter",
+        "_core",
+        "_drain_waiters",
+        "_id",
+        "_loop",
+        "_lost",
+        "_messages",
+        "_paused",
+        "_pings",
+        "_request_head",
+        "_response_head",
+        "_send_lock",
+        "_settings",
+        "_timer",
+        "_transport",
+        "latency",
+        "subprotocol",
+    )
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport
+        self._core: Core | None = None  # set when the opening handshake succeeds
+        self._buffer: bytearray | None = None  # bytes of the opening handshake
+        self._messages = MessageQueue(None, settings.max_queue, settings.queue_low)
+        self._paused = False  # whether the transport paused writing
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
+        self._send_lock: asyncio.Lock | None = None  # held while sending fragments
+        # Pings awaiting their pong, oldest first: data -> (waiter, time sent).
+        # The waiter is None for keepalive pings. Times come from time.monotonic():
+        # uvloop's loop.time() only has millisecond resolution, too coarse for a
+        # round trip on a local network.
+        self._pings: dict[bytes, tuple[asyncio.Future[float] | None, float]] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._close_armed = False
+        self._lost = False
+        self._closed_waiter: asyncio.Future[None] | None = None
+        self._id: uuid.UUID | None = None
+        # The handshake messages, as bytes: a parsed request with its Headers costs
+        # about ten times more, on every idle connection. See the properties.
+        self._request_head: bytes | None = None
+        self._response_head: bytes | None = None
+        self.latency = 0.0
+        self.subprotocol: str | None = None
+
+    # --- public properties -------------------------------------------------------------
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A unique identifier for this connection, for logs; made on first use."""
+        if self._id is None:
+            self._id = uuid.uuid4()
+        return self._id
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake request: sent by a client, received by a server.
+
+        ``None`` until known. Parsed anew from the bytes on the wire at each
+        access, so that idle connections don't keep parsed headers: hold on to
+        the result rather than reading this in a loop.
+        """
+        head = self._request_head
+        if head is None:
+            return None
+        parsed = parse_request(head, max_line=None, max_headers=None, max_size=None)
+        assert parsed is not None  # it was parsed, or built, once already
+        return parsed[0]
+
+    @property
+    def response(self) -> Response | None:
+        """The opening handshake response; ``None`` until known.
+
+        Parsed anew at each access, like :attr:`request`.
+        """
+        head = self._response_head
+        if head is None:
+            return None
+        parsed = parse_response(head, max_line=None, max_headers=None, max_size=None)
+        assert parsed is not None
+        return parsed[0]
+
+    @property
+    def state(self) -> State | None:
+        """The connection's state; ``None`` while the opening handshake is in progress."""
+        core = self._core
+        if core is None:
+            return State.CLOSED if self._lost else None
+        return core.state
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received; 1005 if the frame had none, 1006 if none arrived.
+
+        ``None`` while the connection is open.
+        """
+        core = self._core
+        if core is not None and core.close_rcvd is not None:
+            return core.close_rcvd.code
+        return int(CloseCode.ABNORMAL_CLOSURE) if self._lost else None
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received, ``""`` if none; ``None`` while the connection is open."""
+        core = self._core
+        if core is not None and core.close_rcvd is not None:
+            return core.close_rcvd.reason
+        return "" if self._lost else None
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address, as the socket reports it (``(host, port)`` for IPv4)."""
+        return self._transport.get_extra_info("peername")
+
+    @property
+    def local_address(self) -> Any:
+        """This end's address, as the socket reports it (``(host, port)`` for IPv4)."""
+        return self._transport.get_extra_info("sockname")
+
+    # --- public API: receiving ---------------------------------------------------------
+
+    def recv(self) -> Coroutine[Any, Any, Data]:
+        """Receive the next message: ``str`` for text, ``bytes`` for binary.
+
+        Use as ``await ws.recv()``. Messages received before the connection
+        closed are returned first.
+
+        Raises:
+            ConnectionClosedOK: The connection closed normally (1000 or 1001
+                both ways).
+            ConnectionClosedError: The connection closed otherwise; the cause is
+                the peer's protocol error, if any.
+            ConcurrencyError: Another coroutine is already waiting in ``recv()``.
+        """
+        # Not a coroutine itself: one coroutine frame less per call, and per
+        # connection waiting for its next message.
+        return self._messages.get()
+
+    async def __aiter__(self) -> AsyncIterator[Data]:
+        """Receive messages until the connection closes.
+
+        The iteration stops when the connection closes normally.
+
+        Raises:
+            ConnectionClosedError: The connection closed with an error.
+            ConcurrencyError: Another coroutine is already waiting in ``recv()``.
+        """
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    # --- public API: sending -----------------------------------------------------------
+
+    async def send(self, message: DataLike | Iterable[DataLike] | AsyncIterable[DataLike]) -> None:
+        """Send a message: text for ``str``, binary for bytes-like objects.
+
+        An iterable or async iterable of ``str`` (or of bytes-like objects) is
+        sent as one fragmented message, a frame per item. Other sends wait until
+        it is complete, so that its frames are never interleaved with theirs.
+
+        The message is written to the transport at once; ``send`` waits only
+        while the transport's buffer is above ``write_limit``.
+
+        Raises:
+            ConnectionClosed: The connection is closing or closed.
+            TypeError: ``message`` has an unsupported type, or the items of an
+                iterable mix text and binary.
+            Exception: Whatever iterating ``message`` raises; the connection is
+                then failed with 1011 if a fragment was already sent.
+            InvalidState: The opening handshake isn't complete (in ``process_request``).
+        """
+        if isinstance(message, _DATA_LIKE):
+            lock = self._send_lock
+            if lock is not None and lock.locked():
+                # Queue behind the fragmented message being sent.
+                async with lock:
+                    await self._send_frame(message, fin=True)
+                return
+            # The hot path, inlined: no lock, no extra coroutine.
+            core = self._core
+            if core is None or core.state is not _OPEN:
+                await self._raise_closed()
+            if isinstance(message, str):
+                core.send_text(message.encode())
+            else:
+                core.send_binary(message)
+            self._flush(core)
+            if self._paused:
+                await self._drain()
+            return
+        if isinstance(message, Mapping):
+            raise TypeError("cannot send a mapping: send a str, bytes, or an iterable of them")
+        if isinstance(message, Iterable):
+            await self._send_fragments(_as_async(message))
+        elif isinstance(message, AsyncIterable):
+            await self._send_fragments(message)
+        else:
+            raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes-like")
+
+    async def ping(self, data: DataLike | None = None) -> asyncio.Future[float]:
+        """Send a ping; return a future that resolves to the latency when answered.
+
+        A pong answers its ping and every earlier one (RFC 6455, section 5.5.3).
+        Use it as ``latency = await (await ws.ping())``.
+
+        Args:
+            data: The ping's payload, at most 125 bytes; ``str`` is encoded to
+                UTF-8. ``None`` picks four random bytes.
+
+        Returns:
+            A future for the round-trip time in seconds. It raises
+            ``ConnectionClosed`` if the connection closes first.
+
+        Raises:
+            ConnectionClosed: The connection is closing or closed.
+            ConcurrencyError: A ping with the same payload awaits its pong.
+            ValueError: ``data`` is longer than 125 bytes.
+            InvalidState: The opening handshake isn't complete (in ``process_request``).
+        """
+        core = self._open_core()
+        if core.state is not _OPEN:
+            await self._raise_closed()
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = {}
+        if data is None:
+            payload = os.urandom(4)
+            while payload in pings:  # pragma: no cover - a 1 in 2**32 collision
+                payload = os.urandom(4)
+        else:
+            payload = data.encode() if isinstance(data, str) else bytes(data)
+            if payload in pings:
+                raise ConcurrencyError("already waiting for a pong with the same data")
+        core.send_ping(payload)
+        waiter: asyncio.Future[float] = self._loop.create_future()
+        pings[payload] = (waiter, time.monotonic())
+        self._flush(core)
+        return waiter
+
+    async def pong(self, data: DataLike = b"") -> None:
+        """Send an unsolicited pong, a one-way heartbeat.
+
+        Args:
+            data: The payload, at most 125 bytes; ``str`` is encoded to UTF-8.
+
+        Raises:
+            ConnectionClosed: The connection is closing or closed.
+            ValueError: ``data`` is longer than 125 bytes.
+            InvalidState: The opening handshake isn't complete (in ``process_request``).
+        """
+        core = self._open_core()
+        if core.state is not _OPEN:
+            await self._raise_closed()
+        core.send_pong(data.encode() if isinstance(data, str) else bytes(data))
+        self._flush(core)
+
+    # --- public API: closing -----------------------------------------------------------
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Perform the closing handshake and wait until TCP is closed.
+
+        Waits up to ``close_timeout`` for the peer, then aborts the connection.
+        Does nothing more than wait if the connection is already closing.
+
+        Args:
+            code: The close code (RFC 6455, section 7.4).
+            reason: A short explanation, at most 123 bytes in UTF-8.
+
+        Raises:
+            ValueError: ``code`` may not be sent, or ``reason`` is too long.
+        """
+        core = self._core
+        if core is None:
+            if not self._lost:
+                self._transport.close()
+        elif core.state is _OPEN and not self._lost:
+            core.send_close(code, reason)
+            self._flush(core)
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed."""
+        if self._lost:
+            return
+        waiter = self._closed_waiter
+        if waiter is None:
+            waiter = self._closed_waiter = self._loop.create_future()
+        # Shielded: one caller's cancellation mustn't cancel everyone's wait.
+        await asyncio.shield(waiter)
+
+    # --- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Take the transport and set its write buffer limits."""
+        settings = self._settings
+        self._transport = cast(asyncio.Transport, transport)  # a stream transport
+        self._transport.set_write_buffer_limits(settings.write_high, settings.write_low)
+        self._messages.attach(self._transport)
+
+    def data_received(self, data: bytes) -> None:
+        """Feed bytes to the core, dispatch its events and write its output."""
+        core = self._core
+        if core is None:
+            self._receive_handshake(data)
+            return
+        core.receive_data(data)
+        events = core.events_received()
+        if events:
+            self._dispatch(events)
+        self._flush(core)
+
+    def eof_received(self) -> None:
+        """Tell the core the peer closed its side; the transport then closes."""
+        core = self._core
+        if core is None:
+            self._handshake_failed(None)
+            return
+        core.receive_eof()
+        self._flush(core)
+        # Returning a false value lets the transport close itself.
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Wake everyone who waits on this connection."""
+        self._lost = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        core = self._core
+        if core is None:
+            self._handshake_failed(exc)
+        else:
+            if core.state is not _CLOSED:
+                core.receive_eof()
+                core.data_to_send()  # nowhere to write it
+            self._abort_waiters()
+        self._messages.close(self._close_exc)
+        waiter = self._closed_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self._settings.debug:
+            self._settings.logger.debug("connection closed: %s", self._describe_close(exc))
+
+    def pause_writing(self) -> None:
+        """Make ``send()`` wait until the transport's buffer drains."""
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        """Let waiting ``send()`` calls return."""
+        self._paused = False
+        waiters, self._drain_waiters = self._drain_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # --- private: opening (hooks for the subclasses) -----------------------------------
+
+    def _receive_handshake(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _handshake_failed(self, exc: Exception | None) -> None:
+        """The transport closed, or the peer sent EOF, during the opening handshake."""
+
+    def _open(self, core: Core, leftover: bytes) -> None:
+        """Switch to the WebSocket protocol; ``leftover`` are bytes after the handshake."""
+        self._core = core
+        self._buffer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        interval = self._settings.ping_interval
+        if interval is not None:
+            self._timer = self._loop.call_later(interval, self._send_keepalive_ping)
+        if leftover:
+            self.data_received(leftover)
+
+    # --- private: receiving ------------------------------------------------------------
+
+    def _dispatch(self, events: list[Event]) -> None:
+        messages = self._messages
+        for event in events:
+            if type(event) is TextMessage or type(event) is BinaryMessage:
+                messages.put(event.data)
+            elif type(event) is Pong:
+                self._receive_pong(event.data)
+            # Ping: the core already queued the pong. Close: handled in _flush.
+
+    def _receive_pong(self, data: bytes) -> None:
+        """Resolve the ping that ``data`` answers, and every earlier one."""
+        pings = self._pings
+        if not pings or data not in pings:
+            return  # unsolicited, or answering a ping we gave up on
+        now = time.monotonic()
+        keepalive_sent: float | None = None
+        for key in list(pings):
+            waiter, sent = pings.pop(key)
+            if waiter is None:
+                keepalive_sent = sent
+            elif not waiter.done():
+                waiter.set_result(now - sent)
+            if key == data:
+                self.latency = now - sent
+                break
+        if keepalive_sent is not None and self._settings.ping_timeout is not None:
+            # The keepalive ping was answered: replace its deadline with the next ping.
+            delay = max(0.0, keepalive_sent + (self._settings.ping_interval or 0.0) - now)
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_later(delay, self._send_keepalive_ping)
+
+    # --- private: sending --------------------------------------------------------------
+
+    def _open_core(self) -> Core:
+        core = self._core
+        if core is None:
+            raise InvalidState("the opening handshake isn't complete")
+        return core
+
+    async def _send_frame(self, data: DataLike, *, fin: bool, first: bool = True) -> None:
+        """Send one frame of data (a whole message by default) and respect flow control."""
+        core = self._open_core()
+        if core.state is not _OPEN:
+            await self._raise_closed()
+        if not first:
+            core.send_continuation(data if isinstance(data, str) else bytes(data), fin=fin)
+        elif isinstance(data, str):
+            core.send_text(data.encode(), fin=fin)
+        else:
+            core.send_binary(data, fin=fin)
+        self._flush(core)
+        if self._paused:
+            await self._drain()
+
+    async def _send_fragments(self, chunks: AsyncIterable[DataLike]) -> None:
+        """Send the items of ``chunks`` as the frames of one message."""
+        lock = self._send_lock
+        if lock is None:
+            lock = self._send_lock = asyncio.Lock()
+        async with lock:
+            text: bool | None = None
+            try:
+                async for chunk in chunks:
+                    is_text = _check_fragment(chunk, text)
+                    await self._send_frame(chunk, fin=False, first=text is None)
+                    text = is_text
+            except BaseException:
+                # Half a message went out: nothing else can follow on this connection.
+                core = self._core
+                if text is not None and core is not None and core.state is _OPEN:
+                    core.fail(CloseCode.INTERNAL_ERROR, "error while sending a fragmented message")
+                    self._flush(core)
+                raise
+            if text is not None:
+                await self._send_frame(b"", fin=True, first=False)
+
+    async def _drain(self) -> None:
+        """Wait until the transport resumes writing."""
+        if self._lost:
+            await self._raise_closed()
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        waiters = self._drain_waiters
+        if waiters is None:
+            waiters = self._drain_waiters = []
+        waiters.append(waiter)
+        await waiter
+
+    def _flush(self, core: Core) -> None:
+        """Write what the core wants to send; follow it into the closing state."""
+        output = core.data_to_send()
+        if output:
+            self._write(output)
+        if core.state is not _OPEN:
+            self._closing(core)
+        elif core.protocol_error is not None:
+            self._failing(core)
+
+    def _write(self, chunks: list[bytes]) -> None:
+        transport = self._transport
+        if len(chunks) == 1 and chunks[0]:
+            transport.write(chunks[0])
+            return
+        pending: list[bytes] = []
+        for chunk in chunks:
+            if chunk:
+                pending.append(chunk)
+                continue
+            # b"" means "half-close now", after everything queued before it.
+            if pending:
+                transport.writelines(pending)
+                pending = []
+            if transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()  # TLS can't half-close; close() flushes first
+        if pending:
+            transport.writelines(pending)
+
+    # --- private: keepalive ------------------------------------------------------------
+
+    def _send_keepalive_ping(self) -> None:
+        self._timer = None
+        core = self._core
+        if core is None or core.state is not _OPEN:
+            return
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = {}
+        else:
+            # At most one keepalive ping in flight: forget a stale one.
+            for key in [key for key, (waiter, _) in pings.items() if waiter is None]:
+                del pings[key]
+        payload = os.urandom(4)
+        pings[payload] = (None, time.monotonic())
+        core.send_ping(payload)
+        self._flush(core)
+        settings = self._settings
+        if settings.ping_timeout is not None:
+            self._timer = self._loop.call_later(settings.ping_timeout, self._keepalive_timeout)
+        elif settings.ping_interval is not None:
+            self._timer = self._loop.call_later(settings.ping_interval, self._send_keepalive_ping)
+
+    def _keepalive_timeout(self) -> None:
+        self._timer = None
+        core = self._core
+        if core is None or core.state is not _OPEN:
+            return
+        if self._settings.debug:
+            self._settings.logger.debug("keepalive ping timeout: failing the connection")
+        core.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        self._flush(core)
+
+    # --- private: closing --------------------------------------------------------------
+
+    def _failing(self, core: Core) -> None:
+        """Run once the peer broke the protocol, while the core holds its failure back.
+
+        Messages that arrived before the violation are still delivered, and the
+        application may answer them: a strict peer expects those answers before
+        the close frame. The failure goes out when the application asks for a
+        message past the last one, or after ``close_timeout`` if it never does.
+        """
+        messages = self._messages
+        if messages.is_closed:
+            return
+        messages.close(self._release_failure)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        timeout = self._settings.close_timeout
+        if timeout is not None:
+            self._timer = self._loop.call_later(timeout, self._failure_timeout)
+
+    def _release_failure(self) -> Exception:
+        """Send the close frame of the held-back failure; return the close exception.
+
+        ``recv()`` calls it whenever it finds no message left, so it only acts once.
+        """
+        core = self._core
+        if core is not None and core.failure_pending:
+            if self._timer is not None:  # the _failure_timeout timer
+                self._timer.cancel()
+                self._timer = None
+            core.flush_failure()
+            self._flush(core)
+        return self._close_exc()
+
+    def _failure_timeout(self) -> None:
+        self._timer = None
+        self._release_failure()
+
+    def _closing(self, core: Core) -> None:
+        """Run once the core leaves OPEN: stop keepalive, arm the close timeout."""
+        if core.close_rcvd is not None or core.protocol_error is not None or core.state is _CLOSED:
+            # No message can follow the peer's close frame, a failure, or the end of TCP.
+            self._messages.close(self._close_exc)
+        if self._close_armed or self._lost:
+            return
+        self._close_armed = True
+        # The peer's close frame must be read even if the application stopped
+        # reading messages: stop pushing back.
+        self._messages.release()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        timeout = self._settings.close_timeout
+        if timeout is not None:
+            self._timer = self._loop.call_later(timeout, self._close_timeout)
+
+    def _close_timeout(self) -> None:
+        self._timer = None
+        if self._settings.debug:
+            self._settings.logger.debug("closing handshake timed out: aborting")
+        self._transport.abort()
+
+    def _close_exc(self) -> Exception:
+        core = self._core
+        if core is None:  # pragma: no cover - recv() needs an open connection first
+            return InvalidState("the opening handshake isn't complete")
+        return core.close_exc
+
+    async def _raise_closed(self) -> NoReturn:
+        """Raise the exception that describes how the connection closed.
+
+        After our own close frame, wait for the closing handshake (bounded by
+        ``close_timeout``) so that the exception says how it ended.
+        """
+        core = self._open_core()
+        if core.close_rcvd is None and core.protocol_error is None and not self._lost:
+            await self.wait_closed()
+        raise self._close_exc()
+
+    def _abort_waiters(self) -> None:
+        """Fail pending drains and pings with the close exception."""
+        waiters, self._drain_waiters = self._drain_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_exception(self._close_exc())
+        pings, self._pings = self._pings, None
+        for ping_waiter, _ in (pings or {}).values():
+            if ping_waiter is not None and not ping_waiter.done():
+                ping_waiter.set_exception(self._close_exc())
+                # Nobody may ever await this future: don't log "never retrieved".
+                ping_waiter.exception()
+
+    def _describe_close(self, exc: Exception | None) -> str:
+        core = self._core
+        if core is None:
+            return "during the opening handshake" + (f" ({exc})" if exc else "")
+        return str(core.close_exc)
+
+
+def _check_fragment(chunk: object, text: bool | None) -> bool:
+    """Return whether ``chunk`` is text; check it matches the message's type.
+
+    Raises:
+        TypeError: ``chunk`` isn't str or bytes-like, or differs from the first item.
+    """
+    if isinstance(chunk, str):
+        is_text = True
+    elif isinstance(chunk, _BYTES_LIKE):
+        is_text = False
+    else:
+        raise TypeError(f"cannot send a fragment of type {type(chunk).__name__}")
+    if text is not None and is_text != text:
+        raise TypeError("all fragments of a message must be str, or all bytes-like")
+    return is_text
+
+
+async def _as_async(items: Iterable[DataLike]) -> AsyncIterator[DataLike]:
+    for item in items:
+        yield item

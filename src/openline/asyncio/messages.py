@@ -1,0 +1,178 @@
+"""The queue of incoming messages between the protocol adapter and ``recv()``.
+
+Messages arrive whole from the sans-I/O core, so the queue holds ``str`` and
+``bytes`` only. It is built for the common cases:
+
+* a coroutine already waits in ``recv()``: the message goes straight into its
+  future, without touching the buffer;
+* nobody waits: the message is appended to a deque, created on first use so that
+  a connection whose messages are always awaited never allocates one.
+
+When the buffer reaches its high water mark, the queue pauses reading from the
+transport, which makes TCP flow control push back on the peer; it resumes
+reading once the application has drained the buffer to the low water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+
+from ..exceptions import ConcurrencyError
+from ..typing import Data
+
+__all__ = ["MessageQueue"]
+
+
+class MessageQueue:
+    """A bounded FIFO of received messages with at most one waiting reader.
+
+    Args:
+        transport: The transport to pause and resume; set it later with
+            :meth:`attach` when it is not known yet.
+        high: Buffered messages that pause reading; ``None`` never pauses.
+        low: Buffered messages at or below which reading resumes.
+    """
+
+    __slots__ = ("_closed", "_high", "_low", "_messages", "_paused", "_transport", "_waiter")
+
+    def __init__(self, transport: asyncio.Transport | None, high: int | None, low: int) -> None:
+        self._transport = transport
+        self._high = high
+        self._low = low
+        self._messages: collections.deque[Data] | None = None
+        self._waiter: asyncio.Future[Data | None] | None = None
+        self._paused = False
+        # Once the stream ends: builds the exception get() raises when empty.
+        self._closed: Callable[[], BaseException] | None = None
+
+    def attach(self, transport: asyncio.Transport) -> None:
+        """Use ``transport`` for flow control from now on."""
+        self._transport = transport
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed is not None
+
+    def __len__(self) -> int:
+        messages = self._messages
+        return 0 if messages is None else len(messages)
+
+    # --- producer side (the protocol adapter) ---------------------------------------------
+
+    def put(self, message: Data) -> None:
+        """Hand over a received message; pause reading if the buffer is full."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            self._waiter = None
+            waiter.set_result(message)
+            return
+        messages = self._messages
+        if messages is None:
+            messages = self._messages = collections.deque()
+        messages.append(message)
+        high = self._high
+        if high is not None and len(messages) >= high and not self._paused:
+            self._pause()
+
+    def close(self, exc: Callable[[], BaseException]) -> None:
+        """Mark the end of the stream; once the buffer is empty, :meth:`get` raises.
+
+        Also stops applying backpressure, so that the peer's close frame (or the
+        end of the TCP stream) can still be read while messages stay buffered.
+
+        Args:
+            exc: Builds the exception to raise, when it is raised: by then it
+                describes how the connection ended.
+        """
+        if self._closed is not None:
+            return
+        self._closed = exc
+        self.release()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            self._waiter = None
+            waiter.set_result(None)
+
+    def release(self) -> None:
+        """Stop pausing the transport, and resume it if it is paused.
+
+        Called when the closing handshake starts: the peer's close frame must be
+        read even if the application stopped reading messages.
+        """
+        self._high = None
+        if self._paused:
+            self._resume()
+
+    # --- consumer side (recv) -------------------------------------------------------------
+
+    def get_nowait(self) -> Data | None:
+        """Return the next buffered message, or ``None`` if there is none."""
+        messages = self._messages
+        if not messages:
+            return None
+        message = messages.popleft()
+        if self._paused and len(messages) <= self._low:
+            self._resume()
+        return message
+
+    async def get(self) -> Data:
+        """Return the next message, waiting for one if needed.
+
+        Raises:
+            ConcurrencyError: Another coroutine is already waiting for a message.
+            BaseException: What :meth:`close` was given builds, once the stream
+                ended and the buffer is empty.
+        """
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            raise ConcurrencyError(
+                "cannot call recv() while another coroutine is already waiting for a message"
+            )
+        message = self.get_nowait()
+        if message is not None:
+            return message
+        if self._closed is not None:
+            raise self._closed()
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            message = await waiter
+        except asyncio.CancelledError:
+            # put() may have filled the future just before the task was cancelled:
+            # keep that message for the next reader instead of losing it.
+            if waiter.done() and not waiter.cancelled():
+                message = waiter.result()
+                if message is not None:
+                    self._push_front(message)
+            raise
+        finally:
+            if self._waiter is waiter:
+                self._waiter = None
+        if message is None:
+            assert self._closed is not None  # close() woke us
+            raise self._closed()
+        return message
+
+    # --- private ----------------------------------------------------------------------------
+
+    def _push_front(self, message: Data) -> None:
+        messages = self._messages
+        if messages is None:
+            messages = self._messages = collections.deque()
+        messages.appendleft(message)
+
+    def _pause(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._paused = True
+        transport.pause_reading()
+
+    def _resume(self) -> None:
+        self._paused = False
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.resume_reading()

@@ -1,0 +1,570 @@
+"""The WebSocket server: :class:`serve`, :class:`Server` and :class:`ServerConnection`.
+
+One :class:`ServerConnection` (an ``asyncio.Protocol``) per TCP connection reads
+the upgrade request with hard limits, then runs one task for the rest of the
+connection's life: the ``process_request`` hook, the handshake response, and the
+application's handler. A client that never finishes its request costs no task,
+only the protocol, its buffer and the ``open_timeout`` timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import socket
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, SecurityError
+from ..protocol.connection import Connection as Core
+from ..protocol.connection import Side, State
+from ..protocol.extensions.base import ServerExtensionFactory
+from ..protocol.extensions.deflate import ServerPerMessageDeflateFactory
+from ..protocol.frames import Close, CloseCode
+from ..protocol.handshake import USER_AGENT, Negotiated, ServerHandshake
+from ..protocol.http11 import Request, Response, parse_request
+from ..typing import LoggerLike
+from .config import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_SIZE,
+    DEFAULT_OPEN_TIMEOUT,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_WRITE_LIMIT,
+    Settings,
+    check_count,
+    check_timeout,
+)
+from .connection import Connection
+
+__all__ = ["Handler", "ProcessRequest", "Server", "ServerConnection", "serve"]
+
+#: The application's coroutine, called with each open connection.
+Handler = Callable[["ServerConnection"], Awaitable[None]]
+#: A hook that may answer the upgrade request with plain HTTP instead.
+ProcessRequest = Callable[
+    ["ServerConnection", Request], "Response | Awaitable[Response | None] | None"
+]
+
+
+#: Bytes a client may send after its upgrade request, before the response,
+#: without reading pausing.
+_MAX_EARLY_DATA = 65536
+
+
+class _Default(enum.Enum):
+    TOKEN = 0
+
+
+class ServerConnection(Connection):
+    """The server end of a WebSocket connection, handed to the handler.
+
+    :attr:`request` holds the upgrade request (path, headers) and
+    :attr:`response` the handshake response.
+    """
+
+    __slots__ = ("_server", "_task")
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(server._settings)
+        self._server = server
+        self._task: asyncio.Task[None] | None = None
+
+    # --- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Register with the server and start the opening handshake's clock."""
+        super().connection_made(transport)
+        server = self._server
+        server._protocols.add(self)
+        timeout = server._open_timeout
+        if timeout is not None:
+            self._timer = self._loop.call_later(timeout, self._open_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Wake every waiter, then unregister from the server."""
+        super().connection_lost(exc)
+        self._server._forget(self)
+
+    # --- opening handshake -------------------------------------------------------------
+
+    def _receive_handshake(self, data: bytes) -> None:
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = bytearray(data)
+        else:
+            buffer += data
+        if self._task is not None:
+            # The request is complete and these bytes follow it: a client may send
+            # frames before our response. Keep reading, to notice a client that
+            # goes away, unless it sends too much.
+            if len(buffer) > _MAX_EARLY_DATA:
+                self._transport.pause_reading()
+            return
+        server = self._server
+        try:
+            parsed = parse_request(
+                buffer, max_line=server._max_header_line, max_headers=server._max_headers
+            )
+        except SecurityError as exc:
+            self._reject(431, exc)
+            return
+        except InvalidMessage as exc:
+            self._reject(400, exc)
+            return
+        if parsed is None:
+            return
+        request, consumed = parsed
+        self._request_head = bytes(buffer[:consumed])
+        del buffer[:consumed]
+        task = self._task = self._loop.create_task(self._run(request))
+        server._tasks.add(task)
+
+    def _reject(self, status: int, exc: InvalidHandshake) -> None:
+        """Answer a malformed request with a plain-text error and close."""
+        settings = self._settings
+        if settings.debug:
+            settings.logger.debug("invalid upgrade request: %s", exc)
+        response = self._server._handshake.reject(
+            status, f"failed to open a websocket connection: {exc}\n"
+        )
+        self._response_head = response.serialize()
+        self._transport.write(self._response_head)
+        self._transport.close()
+
+    def _open_timeout(self) -> None:
+        self._timer = None
+        if self._settings.debug:
+            self._settings.logger.debug("opening handshake timed out: dropping the connection")
+        self._transport.abort()
+
+    async def _run(self, request: Request) -> None:
+        """The connection's task: finish the handshake, run the handler, close.
+
+        The handler's exceptions are handled here rather than in a helper
+        coroutine: every frame on this task's stack lives as long as the
+        connection.
+        """
+        server = self._server
+        settings = self._settings
+        try:
+            accepted = await self._accept(request)
+            # This frame lives as long as the connection: don't let it keep the
+            # parsed request (about 3 KB); the request property re-parses it.
+            del request
+            if not accepted:
+                return
+            code: int = CloseCode.NORMAL_CLOSURE
+            try:
+                await server._handler(self)
+            except asyncio.CancelledError:
+                self._transport.abort()
+                raise
+            except Exception as exc:
+                if isinstance(exc, ConnectionClosed) and self.state is not State.OPEN:
+                    # The connection closed under the handler: nothing went wrong here.
+                    if settings.debug:
+                        settings.logger.debug("handler stopped: %s", exc)
+                else:
+                    settings.logger.error("connection handler failed", exc_info=True)
+                    code = CloseCode.INTERNAL_ERROR
+            await self.close(code)
+        finally:
+            if self._task is not None:
+                server._tasks.discard(self._task)
+
+    async def _accept(self, request: Request) -> bool:
+        """Send the handshake response; return whether the connection is open."""
+        server = self._server
+        settings = self._settings
+        try:
+            response, negotiated = await self._respond(request)
+        except Exception:
+            settings.logger.error("opening handshake failed", exc_info=True)
+            text = "failed to open a websocket connection: internal error\n"
+            response, negotiated = server._handshake.reject(500, text), None
+        if self._lost:
+            return False
+        head = self._response_head = response.serialize()
+        transport = self._transport
+        transport.write(head)
+        if negotiated is None:
+            transport.close()
+            return False
+        core = Core(
+            Side.SERVER,
+            extensions=negotiated.extensions,
+            max_size=settings.max_size,
+            # Let the application answer the messages that came before a
+            # violation; see Connection._failing.
+            defer_failures=True,
+            logger=settings.logger,
+        )
+        self.subprotocol = negotiated.subprotocol
+        server.connections.add(self)
+        # In case early data paused reading. Resume first: the leftover bytes may
+        # fill the message queue, which then pauses reading again.
+        transport.resume_reading()
+        self._open(core, bytes(self._buffer or b""))
+        return True
+
+    async def _respond(self, request: Request) -> tuple[Response, Negotiated | None]:
+        """Decide the handshake response: the hook's, a refusal, or the upgrade."""
+        server = self._server
+        hook = server._process_request
+        if hook is not None:
+            answer = hook(self, request)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            if answer is not None:
+                return answer, None
+        if server._closing:
+            return server._handshake.reject(503, "server is shutting down\n"), None
+        limit = server._max_connections
+        if limit is not None and len(server.connections) >= limit:
+            return server._handshake.reject(503, "too many connections\n"), None
+        result = server._handshake.process_request(request)
+        if result.error is not None and self._settings.debug:
+            self._settings.logger.debug("rejected upgrade request: %s", result.error)
+        return result.response, result.negotiated
+
+    def _shutdown(self, code: int, reason: str) -> None:
+        """Start closing for a server shutdown, without waiting."""
+        core = self._core
+        if core is None:
+            self._transport.abort()
+        elif core.state is State.OPEN and not self._lost:
+            core.send_close(code, reason)
+            self._flush(core)
+
+
+class Server:
+    """A running WebSocket server; :class:`serve` builds it.
+
+    Attributes:
+        connections: The open connections (past their opening handshake).
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        settings: Settings,
+        handshake: ServerHandshake,
+        process_request: ProcessRequest | None,
+        max_connections: int | None,
+        max_header_line: int | None,
+        max_headers: int | None,
+        open_timeout: float | None,
+    ) -> None:
+        self._handler = handler
+        self._settings = settings
+        self._handshake = handshake
+        self._process_request = process_request
+        self._max_connections = max_connections
+        self._max_header_line = max_header_line
+        self._max_headers = max_headers
+        self._open_timeout = open_timeout
+        self._server: asyncio.Server | None = None
+        self.connections: set[ServerConnection] = set()
+        # Every live protocol, including those still in the opening handshake.
+        self._protocols: set[ServerConnection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._close_task: asyncio.Task[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] | None = None
+
+    # --- public API --------------------------------------------------------------------
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets; empty once closed."""
+        if self._server is None:
+            return ()
+        return tuple(self._server.sockets)
+
+    def is_serving(self) -> bool:
+        """Tell whether the server accepts new connections."""
+        return self._server is not None and self._server.is_serving()
+
+    def close(
+        self,
+        code: int = CloseCode.GOING_AWAY,
+        reason: str = "",
+        *,
+        timeout: float | Literal[_Default.TOKEN] | None = _Default.TOKEN,
+    ) -> None:
+        """Shut down gracefully; :meth:`wait_closed` waits until it is done.
+
+        Stop accepting connections, send a close frame to every client, wait up
+        to ``timeout`` for the closing handshakes and the handlers, then abort
+        the remaining connections and cancel the remaining handlers. Calling it
+        again does nothing.
+
+        Args:
+            code: The close code sent to every client; 1001 (going away).
+            reason: The close reason sent to every client.
+            timeout: Seconds to wait; the server's ``close_timeout`` by default;
+                ``None`` waits forever.
+
+        Raises:
+            ValueError: ``code`` may not be sent, ``reason`` is too long, or
+                ``timeout`` is not a positive number.
+        """
+        if self._close_task is not None:
+            return
+        if timeout is _Default.TOKEN:
+            timeout = self._settings.close_timeout
+        else:
+            timeout = check_timeout("timeout", timeout)
+        _check_close(code, reason)
+        self._closing = True
+        self._close_task = asyncio.get_running_loop().create_task(
+            self._shutdown(code, reason, timeout)
+        )
+
+    async def wait_closed(self) -> None:
+        """Wait until :meth:`close` has finished."""
+        await asyncio.shield(self._get_closed())
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled, then shut down gracefully.
+
+        Raises:
+            asyncio.CancelledError: When cancelled, after the shutdown.
+        """
+        try:
+            await self.wait_closed()
+        except asyncio.CancelledError:
+            self.close()
+            await self.wait_closed()
+            raise
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+    # --- private -----------------------------------------------------------------------
+
+    def _attach(self, server: asyncio.Server) -> None:
+        self._server = server
+        logger = self._settings.logger
+        for sock in server.sockets:
+            logger.info("server listening on %s", _format_address(sock.getsockname()))
+
+    def _protocol_factory(self) -> ServerConnection:
+        return ServerConnection(self)
+
+    def _forget(self, connection: ServerConnection) -> None:
+        self._protocols.discard(connection)
+        self.connections.discard(connection)
+        drained = self._drained
+        if drained is not None and not self._protocols and not drained.done():
+            drained.set_result(None)
+
+    def _get_closed(self) -> asyncio.Future[None]:
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_future()
+        return self._closed
+
+    async def _shutdown(self, code: int, reason: str, timeout: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._protocols):
+            connection._shutdown(code, reason)
+        if self._protocols:
+            self._drained = loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._drained), _remaining(loop, deadline))
+            except asyncio.TimeoutError:
+                for connection in list(self._protocols):
+                    connection._transport.abort()
+                # Let connection_lost run and wake the handlers before judging them.
+                await asyncio.sleep(0)
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=_remaining(loop, deadline))
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        if self._server is not None:
+            await self._server.wait_closed()
+        closed = self._get_closed()
+        if not closed.done():
+            closed.set_result(None)
+
+
+def _remaining(loop: asyncio.AbstractEventLoop, deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - loop.time())
+
+
+def _check_close(code: int, reason: str) -> None:
+    Close(code, reason).check()
+
+
+def _format_address(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+class serve:  # used like a function: serve(...)
+    """Start a WebSocket server; use as ``async with serve(...) as server:`` or ``await``.
+
+    Each accepted connection goes through the opening handshake; then
+    ``await handler(connection)`` runs. When the handler returns, the server
+    closes the connection with 1000; if it raises, with 1011, and logs the error.
+
+    Args:
+        handler: ``async def handler(ws: ServerConnection)``.
+        host: The interface(s) to listen on, as for ``loop.create_server``.
+        port: The port to listen on; 0 picks a free one.
+        sock: A listening socket to use instead of ``host`` and ``port``.
+        ssl: A server TLS context; ``None`` serves plain TCP.
+        subprotocols: Subprotocols the server supports, most preferred first;
+            ``None`` supports none.
+        select_subprotocol: Picks among the client's offers instead of the first
+            of ``subprotocols`` they include; it returns an offer or ``None``.
+        compression: ``"deflate"`` accepts permessage-deflate (RFC 7692);
+            ``None`` disables compression.
+        origins: Allowed ``Origin`` values; a ``None`` item allows requests
+            without one. Others are refused with 403. ``None`` disables the check.
+        process_request: ``(connection, request) -> Response | None``, plain or
+            ``async``: a response to send instead of upgrading (health checks,
+            authentication), or ``None`` to go on with the handshake.
+        server_header: The ``Server`` header; ``None`` omits it.
+        max_size: Largest incoming message in bytes, after decompression;
+            ``None`` disables the limit. A larger message closes with 1009.
+        max_queue: Incoming messages buffered before reading pauses, as ``high``
+            or ``(high, low)``; ``None`` never pauses.
+        write_limit: High and low water marks of each write buffer, in bytes, as
+            ``high`` or ``(high, low)``; ``send()`` waits above the high mark.
+        max_connections: Open connections beyond which upgrade requests get a
+            503; ``None`` disables the limit.
+        max_header_line: Longest request line or header line, in bytes.
+        max_headers: Most header lines in the upgrade request. For both,
+            ``None`` disables the limit; a request beyond them gets a 431.
+        ping_interval: Seconds between keepalive pings; ``None`` disables keepalive.
+        ping_timeout: Seconds to wait for a keepalive pong before closing with
+            1011; ``None`` waits forever.
+        open_timeout: Seconds for a client to complete its upgrade request (and
+            for TLS to complete); ``None`` waits forever.
+        close_timeout: Seconds to wait for a closing handshake before aborting
+            TCP, and the default for :meth:`Server.close`; ``None`` waits forever.
+        logger: Where to log; ``openline.server`` by default.
+        **kwargs: Passed to ``loop.create_server``, e.g. ``reuse_port`` or ``backlog``.
+
+    Raises:
+        ValueError: An argument is out of range; the message names it.
+        OSError: Awaiting it can't listen on the address.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str | Sequence[str] | None = None,
+        port: int | None = None,
+        *,
+        sock: socket.socket | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        # protocol
+        subprotocols: Sequence[str] | None = None,
+        select_subprotocol: Callable[[Sequence[str]], str | None] | None = None,
+        compression: Literal["deflate"] | None = "deflate",
+        # security
+        origins: Sequence[str | None] | None = None,
+        process_request: ProcessRequest | None = None,
+        server_header: str | None = USER_AGENT,
+        # limits
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_queue: int | tuple[int, int] | None = DEFAULT_MAX_QUEUE,
+        write_limit: int | tuple[int, int] = DEFAULT_WRITE_LIMIT,
+        max_connections: int | None = None,
+        max_header_line: int | None = 8192,
+        max_headers: int | None = 128,
+        # timeouts
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+        close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+        # logging
+        logger: LoggerLike | None = None,
+        # advanced
+        **kwargs: Any,
+    ) -> None:
+        settings = Settings(
+            max_size=max_size,
+            max_queue=max_queue,
+            write_limit=write_limit,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            close_timeout=close_timeout,
+            logger=logger,
+            default_logger="openline.server",
+        )
+        handshake = ServerHandshake(
+            subprotocols=subprotocols,
+            extensions=_server_extensions(compression),
+            select_subprotocol=select_subprotocol,
+            origins=origins,
+            server_header=server_header,
+        )
+        open_timeout = check_timeout("open_timeout", open_timeout)
+        self.server = Server(
+            handler,
+            settings=settings,
+            handshake=handshake,
+            process_request=process_request,
+            max_connections=check_count("max_connections", max_connections, minimum=1),
+            max_header_line=check_count("max_header_line", max_header_line, minimum=1),
+            max_headers=check_count("max_headers", max_headers, minimum=1),
+            open_timeout=open_timeout,
+        )
+        if ssl is not None and open_timeout is not None:
+            kwargs.setdefault("ssl_handshake_timeout", open_timeout)
+        self._listen: dict[str, Any] = dict(host=host, port=port, sock=sock, ssl=ssl, **kwargs)
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._start().__await__()
+
+    async def _start(self) -> Server:
+        loop = asyncio.get_running_loop()
+        listener = await loop.create_server(self.server._protocol_factory, **self._listen)
+        self.server._attach(listener)
+        return self.server
+
+    async def __aenter__(self) -> Server:
+        return await self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def _server_extensions(compression: str | None) -> list[ServerExtensionFactory]:
+    if compression is None:
+        return []
+    if compression == "deflate":
+        return [ServerPerMessageDeflateFactory()]
+    raise ValueError(f'compression must be "deflate" or None, got {compression!r}')
