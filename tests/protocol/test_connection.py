@@ -632,39 +632,39 @@ def test_close_exc_chains_the_protocol_error(side: Side) -> None:
 
 
 def test_deferred_failure_waits_for_flush(side: Side) -> None:
-    conn = Connection(side, defer_failures=True)
+    conn = Connection(side, defer_close=True)
     events = receive(conn, peer_frame(side, Opcode.TEXT, b"first") + _raw_opcode(side, 3))
     assert events == [TextMessage("first")]
-    assert conn.failure_pending
+    assert conn.close_pending
     assert conn.data_to_send() == []
     # The application may still answer what arrived before the violation.
     conn.send_text("echo")
     assert sent_frames(conn) == [Frame(Opcode.TEXT, b"echo")]
     # Input after the violation is discarded meanwhile.
     assert receive(conn, peer_frame(side, Opcode.TEXT, b"later")) == []
-    conn.flush_failure()
-    assert not conn.failure_pending
+    conn.flush_close()
+    assert not conn.close_pending
     assert_closed_with(conn, 1002)
-    conn.flush_failure()  # nothing pending: does nothing
+    conn.flush_close()  # nothing pending: does nothing
     assert conn.data_to_send() == []
 
 
 def test_deferred_failure_overrides_the_applications_close(side: Side) -> None:
-    conn = Connection(side, defer_failures=True)
+    conn = Connection(side, defer_close=True)
     receive(conn, peer_frame(side, Opcode.TEXT, b"\xff"))
     conn.send_close(1000)
     assert_closed_with(conn, 1007)
 
 
 def test_deferred_failure_is_flushed_by_fail(side: Side) -> None:
-    conn = Connection(side, defer_failures=True)
+    conn = Connection(side, defer_close=True)
     receive(conn, peer_frame(side, Opcode.PING, b"x", fin=False))
     conn.fail(1011)
     assert_closed_with(conn, 1002)
 
 
 def test_deferred_failure_is_flushed_at_eof(side: Side) -> None:
-    conn = Connection(side, defer_failures=True, max_size=10)
+    conn = Connection(side, defer_close=True, max_size=10)
     receive(conn, peer_frame(side, Opcode.BINARY, b"x" * 11))
     conn.receive_eof()
     frames = sent_frames(conn)
@@ -673,8 +673,34 @@ def test_deferred_failure_is_flushed_at_eof(side: Side) -> None:
 
 
 def test_failure_is_not_deferred_once_closing(side: Side) -> None:
-    conn = Connection(side, defer_failures=True)
+    conn = Connection(side, defer_close=True)
     conn.send_close()
     conn.data_to_send()
     receive(conn, _raw_opcode(side, 3))
-    assert not conn.failure_pending
+    assert not conn.close_pending
+
+
+def test_deferred_close_reply_lets_the_app_answer_first(side: Side) -> None:
+    conn = Connection(side, defer_close=True)
+    events = receive(
+        conn,
+        peer_frame(side, Opcode.TEXT, b"last words")
+        + peer_frame(side, Opcode.CLOSE, Close(1000).serialize()),
+    )
+    assert events == [TextMessage("last words"), Close(1000)]
+    assert conn.close_pending
+    assert conn.data_to_send() == []
+    conn.send_text("answer")
+    conn.flush_close()
+    frames = sent_frames(conn)
+    assert frames[:2] == [Frame(Opcode.TEXT, b"answer"), close_frame(1000)]
+    assert (frames[-1] is None) == (side is Side.SERVER)
+    assert conn.close_rcvd_then_sent is True
+    assert isinstance(conn.close_exc, ConnectionClosedOK)
+
+
+def test_deferred_close_reply_wins_over_the_applications_code(side: Side) -> None:
+    conn = Connection(side, defer_close=True)
+    receive(conn, peer_frame(side, Opcode.CLOSE, Close(4001).serialize()))
+    conn.send_close(1000)
+    assert sent_frames(conn)[0] == close_frame(4001)

@@ -100,8 +100,8 @@ class ClientConnection(Connection):
             extensions=negotiated.extensions,
             max_size=settings.max_size,
             # Let the application answer the messages that came before a
-            # violation; see Connection._failing.
-            defer_failures=True,
+            # violation; see Connection._holding_close.
+            defer_close=True,
             logger=settings.logger,
         )
         self.subprotocol = negotiated.subprotocol

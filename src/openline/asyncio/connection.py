@@ -50,6 +50,9 @@ from .messages import MessageQueue
 __all__ = ["Connection"]
 
 _OPEN = State.OPEN
+# How long the answer to the peer's close waits for the application to read the
+# messages that came before it (see _holding_close).
+_HOLD_GRACE = 1.0
 _CLOSED = State.CLOSED
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 _DATA_LIKE = (str, bytes, bytearray, memoryview)
@@ -551,8 +554,8 @@ class Connection(asyncio.Protocol):
             self._write(output)
         if core.state is not _OPEN:
             self._closing(core)
-        elif core.protocol_error is not None:
-            self._failing(core)
+        elif core.close_pending:
+            self._holding_close(core)
 
     def _write(self, chunks: list[bytes]) -> None:
         transport = self._transport
@@ -611,42 +614,44 @@ class Connection(asyncio.Protocol):
 
     # --- private: closing --------------------------------------------------------------
 
-    def _failing(self, core: Core) -> None:
-        """Run once the peer broke the protocol, while the core holds its failure back.
+    def _holding_close(self, core: Core) -> None:
+        """Run once the core holds back its answer to the peer's close or violation.
 
-        Messages that arrived before the violation are still delivered, and the
-        application may answer them: a strict peer expects those answers before
-        the close frame. The failure goes out when the application asks for a
-        message past the last one, or after ``close_timeout`` if it never does.
+        Messages that arrived before it are still delivered, and the application
+        may answer them: a strict peer expects those answers before our close
+        frame. The close frame goes out when the application asks for a message
+        past the last one, or after a short grace (at most ``close_timeout``) if
+        it doesn't, so that an application that never reads still closes promptly.
         """
         messages = self._messages
         if messages.is_closed:
             return
-        messages.close(self._release_failure)
+        messages.close(self._release_close)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        timeout = self._settings.close_timeout
-        if timeout is not None:
-            self._timer = self._loop.call_later(timeout, self._failure_timeout)
+        grace = _HOLD_GRACE
+        if self._settings.close_timeout is not None:
+            grace = min(grace, self._settings.close_timeout)
+        self._timer = self._loop.call_later(grace, self._hold_timeout)
 
-    def _release_failure(self) -> Exception:
-        """Send the close frame of the held-back failure; return the close exception.
+    def _release_close(self) -> Exception:
+        """Send the held-back close frame; return the close exception.
 
         ``recv()`` calls it whenever it finds no message left, so it only acts once.
         """
         core = self._core
-        if core is not None and core.failure_pending:
-            if self._timer is not None:  # the _failure_timeout timer
+        if core is not None and core.close_pending:
+            if self._timer is not None:  # the _hold_timeout timer
                 self._timer.cancel()
                 self._timer = None
-            core.flush_failure()
+            core.flush_close()
             self._flush(core)
         return self._close_exc()
 
-    def _failure_timeout(self) -> None:
+    def _hold_timeout(self) -> None:
         self._timer = None
-        self._release_failure()
+        self._release_close()
 
     def _closing(self, core: Core) -> None:
         """Run once the core leaves OPEN: stop keepalive, arm the close timeout."""

@@ -109,12 +109,14 @@ class Connection:
         max_size: The largest incoming message accepted, in bytes, measured after
             decompression; ``None`` disables the limit. A larger message fails the
             connection with close code 1009.
-        defer_failures: When the peer breaks the protocol, hold the failing close
-            frame back until :meth:`flush_failure` is called, instead of queueing
-            it at once. Input is discarded from the violation on either way. An
-            I/O layer uses this to let the application finish with the messages
-            that arrived before the violation (and answer them) before the
-            connection fails, the order a strict peer expects.
+        defer_close: Hold back the close frame that answers the peer (its close
+            frame, or its protocol violation) until :meth:`flush_close` is
+            called, instead of queueing it at once. Input after the peer's close
+            or violation is discarded either way. An I/O layer uses this to let
+            the application finish with the messages that arrived before, and
+            answer them, before the connection closes: the order a strict peer
+            expects, and what RFC 6455 section 5.5.1 allows ("an endpoint MAY
+            delay sending a Close frame until its current message is sent").
         logger: Where to log protocol events; ``openline.protocol`` by default.
 
     Raises:
@@ -140,7 +142,8 @@ class Connection:
         "_msg_text",
         "_output",
         "_partial_checked",
-        "_pending_failure",
+        "_pending_close",
+        "_pending_is_failure",
         "_rsv_allowed",
         "_send_opcode",
         "_state",
@@ -148,7 +151,7 @@ class Connection:
         "close_rcvd_then_sent",
         "close_sent",
         "debug",
-        "defer_failures",
+        "defer_close",
         "extensions",
         "logger",
         "max_size",
@@ -162,7 +165,7 @@ class Connection:
         *,
         extensions: Sequence[Extension] = (),
         max_size: int | None = DEFAULT_MAX_SIZE,
-        defer_failures: bool = False,
+        defer_close: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         if max_size is not None and max_size < 0:
@@ -170,7 +173,7 @@ class Connection:
         self.side = side
         self.extensions = tuple(extensions)
         self.max_size = max_size
-        self.defer_failures = defer_failures
+        self.defer_close = defer_close
         self.logger = logger if logger is not None else logging.getLogger("openline.protocol")
         self.debug = self.logger.isEnabledFor(logging.DEBUG)
 
@@ -205,7 +208,8 @@ class Connection:
         self.close_rcvd_then_sent: bool | None = None
         #: The peer's protocol violation, if any; the I/O layer re-raises it.
         self.protocol_error: ProtocolError | None = None
-        self._pending_failure: Close | None = None
+        self._pending_close: Close | None = None
+        self._pending_is_failure = False
 
         self._mask_pool = b""
         self._mask_pos = 0
@@ -223,9 +227,9 @@ class Connection:
         return self._eof_sent
 
     @property
-    def failure_pending(self) -> bool:
-        """Whether a failure is held back until :meth:`flush_failure` (``defer_failures``)."""
-        return self._pending_failure is not None
+    def close_pending(self) -> bool:
+        """Whether our close frame is held back until :meth:`flush_close` (``defer_close``)."""
+        return self._pending_close is not None
 
     @property
     def close_code(self) -> int:
@@ -278,7 +282,7 @@ class Connection:
         if self._eof_received:
             raise InvalidState("end of stream received twice")
         self._eof_received = True
-        self.flush_failure()
+        self.flush_close()
         self._state = State.CLOSED
         if self._buffer and not self._discarding and self.protocol_error is None:
             # A frame was cut short: the connection closed abnormally (1006).
@@ -362,9 +366,9 @@ class Connection:
         """
         if self.close_sent is not None or self._eof_sent:
             raise InvalidState("close frame already sent")
-        if self._pending_failure is not None:
-            # The peer's violation decides the close code, not the application.
-            self.flush_failure()
+        if self._pending_close is not None:
+            # The peer's close or violation decides the close code, not the application.
+            self.flush_close()
             return
         if code is None:
             if reason:
@@ -386,17 +390,22 @@ class Connection:
         """
         close = Close(code, reason)
         close.check()
-        self.flush_failure()
+        self.flush_close()
         self._fail(close)
 
-    def flush_failure(self) -> None:
-        """Send the close frame of a failure held back by ``defer_failures``.
+    def flush_close(self) -> None:
+        """Send the close frame held back by ``defer_close``.
 
-        Does nothing when no failure is pending.
+        Does nothing when none is pending.
         """
-        close, self._pending_failure = self._pending_failure, None
-        if close is not None:
+        close, self._pending_close = self._pending_close, None
+        if close is None:
+            return
+        if self._pending_is_failure:
             self._fail(close)
+        else:
+            self.close_rcvd_then_sent = True
+            self._send_close_frame(close)
 
     # --- public output --------------------------------------------------------------------
 
@@ -629,9 +638,13 @@ class Connection:
         self._discarding = True
         if self.close_sent is None:
             # Section 5.5.1: answer with a close frame, echoing the code.
-            self.close_rcvd_then_sent = True
             echo = Close(close.code) if close.code != CloseCode.NO_STATUS_RCVD else close
-            self._send_close_frame(echo)
+            if self.defer_close:
+                self._pending_close = echo
+                self._pending_is_failure = False
+            else:
+                self.close_rcvd_then_sent = True
+                self._send_close_frame(echo)
         else:
             self.close_rcvd_then_sent = False
             self._state = State.CLOSING
@@ -709,13 +722,14 @@ class Connection:
             self._send_eof()
 
     def _fail_peer(self, close: Close) -> None:
-        """Fail because of the peer's input: at once, or later with ``defer_failures``."""
+        """Fail because of the peer's input: at once, or later with ``defer_close``."""
         if self.protocol_error is None:
             self.protocol_error = ProtocolError(close.reason, close.code)
-        if not self.defer_failures or self.close_sent is not None or self._eof_sent:
+        if not self.defer_close or self.close_sent is not None or self._eof_sent:
             self._fail(close)
             return
-        self._pending_failure = close
+        self._pending_close = close
+        self._pending_is_failure = True
         self._discarding = True
         self._buffer.clear()
 
