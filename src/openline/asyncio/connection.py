@@ -418,6 +418,10 @@ class Connection(asyncio.Protocol):
                 core.data_to_send()  # nowhere to write it
             self._abort_waiters()
         self._messages.close(self._close_exc)
+        # On Python 3.10, an SSL transport whose peer closed first stays marked
+        # open and warns when collected: close it explicitly (a no-op elsewhere).
+        if not self._transport.is_closing():
+            self._transport.close()
         waiter = self._closed_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

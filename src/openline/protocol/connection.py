@@ -563,7 +563,12 @@ class Connection:
                     frame = extension.decode(frame, max_size=self._remaining())
             except ProtocolError as exc:
                 self.protocol_error = exc
-                reason = "message too big" if exc.code == 1009 else _truncate_reason(exc.msg)
+                if isinstance(exc, PayloadTooBig) and self.max_size is not None:
+                    # The extension measured against the remaining budget: report totals.
+                    reason = f"message exceeds {self.max_size} bytes"
+                    self.protocol_error = PayloadTooBig(self._msg_size + exc.size, self.max_size)
+                else:
+                    reason = _truncate_reason(exc.msg)
                 self._fail_peer(Close(exc.code, reason))
                 return
             payload = frame.data

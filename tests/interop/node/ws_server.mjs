@@ -1,6 +1,7 @@
 // An echo server built on the `ws` package, for openline's interop tests.
 //
-// Usage: node ws_server.mjs [--deflate] [--cert FILE --key FILE] [--max-payload BYTES]
+// Usage: node ws_server.mjs [--deflate] [--deflate-options JSON] [--cert FILE --key FILE]
+//                           [--protocols A,B] [--max-payload BYTES] [--exit-on-stdin-close]
 //
 // It listens on 127.0.0.1 and an ephemeral port, then writes JSON lines to stdout:
 // first {"event": "listening", "port": N}, then one line per connection event
@@ -12,12 +13,21 @@
 //   /fragments  echo every message split into three frames, cutting the UTF-8 of text
 //               at byte offsets, which may fall inside a character (RFC 6455 allows it);
 //   /close      close with the {"code", "reason"} of the first (JSON text) message;
+//               {} closes without a status code, as ws.close() does;
 //   /ping       send a ping at once, and answer its pong with the text
 //               {"pong": <payload as text>}; then echo.
 //
-// Options may also come from the environment: OPENLINE_WS_DEFLATE=1, OPENLINE_WS_CERT,
-// OPENLINE_WS_KEY, OPENLINE_WS_MAX_PAYLOAD. The process exits on SIGTERM or when
-// stdin closes, so that a crashed test run leaves no server behind.
+// --protocols lists the subprotocols the server supports, most preferred first; it
+// picks the first of them that the client offers.
+//
+// --deflate-options takes ws's perMessageDeflate options as a JSON object, such as
+// {"serverNoContextTakeover": true, "serverMaxWindowBits": 9}; it implies --deflate.
+//
+// Options may also come from the environment: OPENLINE_WS_DEFLATE=1,
+// OPENLINE_WS_DEFLATE_OPTIONS, OPENLINE_WS_CERT, OPENLINE_WS_KEY, OPENLINE_WS_PROTOCOLS,
+// OPENLINE_WS_MAX_PAYLOAD. The process exits on SIGTERM, and with
+// --exit-on-stdin-close also when its stdin closes, so that a test run that dies
+// leaves no server behind.
 
 import fs from "node:fs";
 import http from "node:http";
@@ -30,9 +40,12 @@ const env = process.env;
 const { values: options } = parseArgs({
   options: {
     deflate: { type: "boolean", default: env.OPENLINE_WS_DEFLATE === "1" },
+    "deflate-options": { type: "string", default: env.OPENLINE_WS_DEFLATE_OPTIONS },
     cert: { type: "string", default: env.OPENLINE_WS_CERT },
     key: { type: "string", default: env.OPENLINE_WS_KEY },
+    protocols: { type: "string", default: env.OPENLINE_WS_PROTOCOLS ?? "" },
     "max-payload": { type: "string", default: env.OPENLINE_WS_MAX_PAYLOAD ?? String(64 << 20) },
+    "exit-on-stdin-close": { type: "boolean", default: false },
   },
 });
 
@@ -98,12 +111,26 @@ function handleConnection(ws, request) {
   if (path === "/ping") ws.ping(PING_PAYLOAD);
 }
 
+// Compress every message, however small, so that each one crosses the extension.
+function perMessageDeflate() {
+  const extra = options["deflate-options"];
+  if (extra !== undefined) return { threshold: 0, ...JSON.parse(extra) };
+  return options.deflate ? { threshold: 0 } : false;
+}
+
+const supportedProtocols = options.protocols.split(",").filter((name) => name !== "");
+
+// ws passes the client's offers as a Set; returning false selects no subprotocol.
+function selectProtocol(offered) {
+  return supportedProtocols.find((name) => offered.has(name)) ?? false;
+}
+
 const server = createHttpServer();
 const wss = new WebSocketServer({
   server,
   maxPayload: Number(options["max-payload"]),
-  // Compress every message, however small, so that each one crosses the extension.
-  perMessageDeflate: options.deflate ? { threshold: 0 } : false,
+  perMessageDeflate: perMessageDeflate(),
+  handleProtocols: selectProtocol,
 });
 wss.on("connection", handleConnection);
 
@@ -117,5 +144,7 @@ function shutdown() {
 }
 process.on("SIGTERM", shutdown);
 process.on("SIGINT", shutdown);
-process.stdin.on("end", shutdown);
-process.stdin.resume();
+if (options["exit-on-stdin-close"]) {
+  process.stdin.on("end", shutdown);
+  process.stdin.resume();
+}
