@@ -614,6 +614,8 @@ class Connection(asyncio.Protocol):
         if self._settings.debug:
             self._settings.logger.debug("keepalive ping timeout: failing the connection")
         core.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        # The line is presumed dead: recv() raises now rather than after close_timeout.
+        self._messages.close(self._close_exc)
         self._flush(core)
 
     # --- private: closing --------------------------------------------------------------

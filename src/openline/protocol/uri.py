@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import urllib.parse
 
@@ -55,7 +56,8 @@ def parse_uri(uri: str) -> WebSocketURI:
     # RFC 6455, section 3: fragment identifiers MUST NOT be used in WebSocket URIs.
     if "#" in uri:
         raise InvalidURI(uri, "contains a fragment")
-    host = _encode_host(uri, parsed.hostname)
+    bracketed = parsed.netloc.rpartition("@")[2].startswith("[")
+    host = _encode_host(uri, parsed.hostname, bracketed=bracketed)
     secure = parsed.scheme == "wss"
     if port is None:
         port = 443 if secure else 80
@@ -72,10 +74,15 @@ def parse_uri(uri: str) -> WebSocketURI:
     return WebSocketURI(secure, host, port, path, user_info)
 
 
-def _encode_host(uri: str, host: str | None) -> str:
+def _encode_host(uri: str, host: str | None, *, bracketed: bool) -> str:
     if not host:
         raise InvalidURI(uri, "missing host")
-    if ":" in host:  # an IPv6 literal, already checked by urlsplit
+    if bracketed:
+        # Python 3.11+ checks IP literals in urlsplit; 3.10 doesn't, so check here.
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise InvalidURI(uri, f"{host!r} does not appear to be an ipv4 or ipv6 address") from None
         return host
     try:
         host = host.encode("idna").decode("ascii")

@@ -1,0 +1,196 @@
+"""Send one message to many connections, encoding its frame once.
+
+Server frames are not masked (RFC 6455, section 5.1), so the bytes of a frame
+don't depend on the connection: :class:`Broadcast` serializes a message once and
+writes the same ``bytes`` object to every transport. Compression changes that:
+
+* a connection without extensions gets the shared plain frame;
+* a connection that negotiated permessage-deflate with *server no context
+  takeover* resets its compressor after every message, so its compressed frame
+  depends only on the compression parameters: it is compressed once per set of
+  parameters and shared too;
+* any other extension state (deflate with context takeover) is per connection:
+  the message goes through that connection's core, which compresses it.
+
+Writing never waits: a slow reader's transport buffer grows instead. Callers
+bound it themselves by reading :func:`buffered_amount` after writing (the hub's
+slow-consumer policy does this).
+
+This module reaches into :class:`~openline.asyncio.connection.Connection`
+internals (its core and transport) on purpose: it is part of the same layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from ..protocol.connection import State
+from ..protocol.extensions.base import Extension
+from ..protocol.extensions.deflate import PerMessageDeflate
+from ..protocol.frames import Frame, Opcode, serialize_frame
+from ..typing import DataLike
+from .connection import Connection
+
+__all__ = ["Broadcast", "broadcast", "buffered_amount"]
+
+_OPEN = State.OPEN
+
+#: The compression parameters that decide a no-context-takeover frame's bytes.
+_DeflateKey = tuple[int, int, int, int]
+
+
+class Broadcast:
+    """A message prepared once, to write to any number of server connections.
+
+    Args:
+        message: ``str`` for a text message, bytes-like for binary.
+        text: Send bytes as a text message; they must be valid UTF-8 already.
+            Ignored for ``str``.
+
+    Example::
+
+        prepared = Broadcast('{"type": "tick"}')
+        for ws in server.connections:
+            prepared.write(ws)
+    """
+
+    __slots__ = ("_compressed", "_frame", "_opcode", "payload")
+
+    def __init__(self, message: DataLike, *, text: bool = False) -> None:
+        if isinstance(message, str):
+            self.payload = message.encode()
+            self._opcode = Opcode.TEXT
+        else:
+            self.payload = bytes(message)
+            self._opcode = Opcode.TEXT if text else Opcode.BINARY
+        self._frame: bytes | None = None
+        self._compressed: dict[_DeflateKey, bytes] | None = None
+
+    @property
+    def frame(self) -> bytes:
+        """The uncompressed server frame, serialized on first use."""
+        frame = self._frame
+        if frame is None:
+            frame = self._frame = serialize_frame(Frame(self._opcode, self.payload), mask=False)
+        return frame
+
+    def write(self, connection: Connection) -> bool:
+        """Write the message to ``connection`` without waiting.
+
+        Returns:
+            ``False`` when nothing was written: the connection isn't open, or it
+            is in the middle of sending a fragmented message (the frame can't be
+            interleaved with its fragments); ``True`` otherwise.
+        """
+        lock = connection._send_lock
+        if lock is not None and lock.locked():
+            return False
+        return self._write(connection)
+
+    async def send(self, connection: Connection) -> None:
+        """Write the message to ``connection`` and respect its flow control.
+
+        Like ``connection.send()``: queues behind a fragmented message being
+        sent, and waits while the transport's buffer is above the connection's
+        ``write_limit``.
+
+        Raises:
+            ConnectionClosed: The connection is closing or closed.
+        """
+        lock = connection._send_lock
+        if lock is not None and lock.locked():
+            async with lock:
+                await self._send(connection)
+            return
+        await self._send(connection)
+
+    async def _send(self, connection: Connection) -> None:
+        if not self._write(connection):
+            await connection._raise_closed()
+        if connection._paused:
+            await connection._drain()
+
+    def _write(self, connection: Connection) -> bool:
+        core = connection._core
+        if core is None or core.state is not _OPEN or connection._lost:
+            return False
+        extensions = core.extensions
+        if not extensions:
+            connection._transport.write(self.frame)
+            return True
+        shared = _shared_deflate(extensions)
+        if shared is None:
+            # Per-connection compression state: only this connection's core can encode it.
+            if self._opcode is Opcode.TEXT:
+                core.send_text(self.payload)
+            else:
+                core.send_binary(self.payload)
+            connection._flush(core)
+            return True
+        connection._transport.write(self._compressed_frame(*shared))
+        return True
+
+    def _compressed_frame(self, key: _DeflateKey, extension: PerMessageDeflate) -> bytes:
+        cache = self._compressed
+        if cache is None:
+            cache = self._compressed = {}
+        frame = cache.get(key)
+        if frame is None:
+            # With local_no_context_takeover the extension resets its compressor
+            # after each message, so encoding through any connection's extension
+            # gives bytes that every connection with the same parameters can use,
+            # and leaves that extension's state as it was.
+            encoded = extension.encode(Frame(self._opcode, self.payload))
+            frame = cache[key] = serialize_frame(encoded, mask=False)
+        return frame
+
+
+def broadcast(connections: Iterable[Connection], message: DataLike, *, text: bool = False) -> int:
+    """Write ``message`` to every open connection in ``connections``, without waiting.
+
+    The frame is encoded once (see the module's docstring for compression).
+    Connections that are closing, or in the middle of a fragmented message, are
+    skipped.
+
+    Args:
+        connections: Server connections.
+        message: ``str`` for a text message, bytes-like for binary.
+        text: Send bytes as a text message; they must be valid UTF-8 already.
+
+    Returns:
+        How many connections the message was written to.
+    """
+    prepared = Broadcast(message, text=text)
+    return sum(1 for connection in connections if prepared.write(connection))
+
+
+def buffered_amount(connection: Connection) -> int:
+    """Bytes written to ``connection`` that the transport hasn't sent yet.
+
+    Returns 0 before the connection is made and after it is lost.
+    """
+    if connection._lost:
+        return 0
+    try:
+        transport = connection._transport
+    except AttributeError:  # connection_made hasn't run
+        return 0
+    return transport.get_write_buffer_size()
+
+
+def _shared_deflate(
+    extensions: Sequence[Extension],
+) -> tuple[_DeflateKey, PerMessageDeflate] | None:
+    """The extension whose compressed frames can be shared, with their cache key."""
+    if len(extensions) != 1:
+        return None
+    extension = extensions[0]
+    if not isinstance(extension, PerMessageDeflate) or not extension.local_no_context_takeover:
+        return None
+    key = (
+        extension.local_max_window_bits,
+        extension._level,
+        extension._mem_level,
+        extension._strategy,
+    )
+    return key, extension

@@ -1,0 +1,139 @@
+"""Authentication at the handshake, and per-channel permissions.
+
+Two hooks, both optional, both plain or ``async`` functions:
+
+* ``authenticate(credentials) -> Identity | None`` runs once per connection,
+  during the opening handshake. ``None`` refuses with 401; raising
+  :class:`Reject` refuses with its status (403 by default). The token comes
+  from the first of: an ``Authorization: Bearer <token>`` header, a subprotocol
+  offer ``openline.token.<token>`` (for browsers, which can't set headers), or a
+  ``token`` query parameter.
+* ``authorize(identity, action, ch) -> bool`` runs before each subscribe,
+  publish, and presence action on a channel; ``False`` becomes an ``error``
+  reply with the code ``forbidden``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
+
+from ..exceptions import HubError, InvalidHeader
+from ..protocol.handshake import parse_subprotocols
+from ..protocol.http11 import Request
+
+__all__ = [
+    "TOKEN_PREFIX",
+    "Action",
+    "Authenticate",
+    "Authorize",
+    "Credentials",
+    "Identity",
+    "Reject",
+]
+
+#: Prefix of a subprotocol offer that carries a token: ``openline.token.<token>``.
+TOKEN_PREFIX = "openline.token."
+
+#: What a client wants to do on a channel. ``"presence"`` covers seeing presence
+#: (snapshots and events) and setting ephemeral state.
+Action = Literal["subscribe", "publish", "presence"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is on the other end of a connection.
+
+    Attributes:
+        user: The user id. Presence aggregates connections by it.
+        info: Public details (a display name, an avatar), shown to everyone who
+            sees the user's presence: keep secrets out. Must be JSON-serializable.
+    """
+
+    user: str
+    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Credentials:
+    """What ``authenticate`` gets to decide with.
+
+    Attributes:
+        token: The token the client presented, or ``None``.
+        request: The upgrade request (path, headers), for cookies and the like.
+        remote_address: The peer's address, as the socket reports it.
+    """
+
+    token: str | None
+    request: Request
+    remote_address: Any
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        """The query parameters of the request target."""
+        return urllib.parse.parse_qs(urllib.parse.urlsplit(self.request.path).query)
+
+
+class Reject(HubError):
+    """Raise in ``authenticate`` to refuse the connection with an HTTP status.
+
+    Args:
+        status: 401 or 403 usually; any 4xx is allowed.
+        reason: The body of the plain-text response.
+
+    Raises:
+        ValueError: ``status`` isn't a 4xx status.
+    """
+
+    def __init__(self, status: int = 403, reason: str = "forbidden") -> None:
+        if not 400 <= status <= 499:
+            raise ValueError(f"status must be a 4xx status, got {status}")
+        self.status = status
+        self.reason = reason
+        super().__init__(status, reason)
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {self.reason}"
+
+
+#: The handshake hook.
+Authenticate = Callable[[Credentials], "Identity | Awaitable[Identity | None] | None"]
+#: The per-channel permission hook.
+Authorize = Callable[[Identity, Action, str], "bool | Awaitable[bool]"]
+
+
+def find_token(request: Request) -> str | None:
+    """Extract the client's token from a header, a subprotocol offer, or the query."""
+    # A repeated Authorization header is ambiguous: use the first one only.
+    for authorization in request.headers.get_all("Authorization")[:1]:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    for offer in offered_subprotocols(request):
+        if offer.startswith(TOKEN_PREFIX) and len(offer) > len(TOKEN_PREFIX):
+            return offer[len(TOKEN_PREFIX) :]
+    values = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query).get("token")
+    return values[0] if values else None
+
+
+def offered_subprotocols(request: Request) -> list[str]:
+    """The subprotocols the client offers; empty when the header is malformed."""
+    offers: list[str] = []
+    for value in request.headers.get_all("Sec-WebSocket-Protocol"):
+        try:
+            offers.extend(parse_subprotocols(value))
+        except InvalidHeader:
+            # A malformed header fails the handshake itself, with a 400.
+            return []
+    return offers
+
+
+async def call_hook(hook: Callable[..., Any], *args: Any) -> Any:
+    """Call a plain or ``async`` hook and return its result."""
+    result = hook(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result

@@ -1,0 +1,29 @@
+"""Engines: where a hub keeps history and presence (``base.Engine`` is the interface)."""
+
+from __future__ import annotations
+
+from .base import (
+    Callback,
+    Engine,
+    Event,
+    HistoryResult,
+    Message,
+    PresenceEvent,
+    PresenceSnapshot,
+    PresenceUser,
+    PublishResult,
+)
+from .memory import MemoryEngine
+
+__all__ = [
+    "Callback",
+    "Engine",
+    "Event",
+    "HistoryResult",
+    "MemoryEngine",
+    "Message",
+    "PresenceEvent",
+    "PresenceSnapshot",
+    "PresenceUser",
+    "PublishResult",
+]

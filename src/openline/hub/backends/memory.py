@@ -1,0 +1,354 @@
+"""The in-memory engine: the hub's default, for one process.
+
+Per channel it keeps a ring buffer of recent messages (the last ``history_size``
+messages that are younger than ``history_ttl`` seconds), a table of recent
+idempotency keys, and presence. Each channel gets a random epoch when it is
+created, so that a restarted process, or a channel forgotten and created again,
+can never be mistaken for the old one: resuming clients get a gap, never wrong
+offsets.
+
+Everything runs synchronously inside the engine's coroutines, on the event
+loop's thread: callbacks run inside :meth:`MemoryEngine.publish`, before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import itertools
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Literal
+
+from .base import (
+    Callback,
+    Event,
+    HistoryResult,
+    Message,
+    PresenceEvent,
+    PresenceSnapshot,
+    PresenceUser,
+    PublishResult,
+)
+
+__all__ = ["DEFAULT_HISTORY_SIZE", "DEFAULT_HISTORY_TTL", "MemoryEngine"]
+
+#: Messages kept per channel.
+DEFAULT_HISTORY_SIZE = 1000
+#: Seconds a message stays in history.
+DEFAULT_HISTORY_TTL = 300.0
+
+logger = logging.getLogger("openline.hub")
+
+
+class _Default(enum.Enum):
+    """The default of arguments whose default depends on others."""
+
+    TOKEN = 0
+
+
+class _User:
+    """A user present in a channel."""
+
+    __slots__ = ("clients", "info", "state", "timer")
+
+    def __init__(self, info: str) -> None:
+        self.info = info
+        self.clients: set[str] = set()
+        self.state: str | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _Channel:
+    """One channel's history, idempotency table, callbacks and presence."""
+
+    __slots__ = ("callbacks", "epoch", "history", "ids", "ids_order", "last", "touched", "users")
+
+    def __init__(self, history_size: int | None, now: float) -> None:
+        # 12 random bytes: two processes never pick the same epoch.
+        self.epoch = secrets.token_hex(12)
+        self.last = 0
+        # (time stored, message), oldest first; offsets are contiguous.
+        self.history: collections.deque[tuple[float, Message]] = collections.deque(
+            maxlen=history_size
+        )
+        # Idempotency keys -> offset, and (time, key) in arrival order for eviction.
+        self.ids: dict[str, int] = {}
+        self.ids_order: collections.deque[tuple[float, str]] = collections.deque()
+        self.callbacks: list[Callback] = []
+        self.users: dict[str, _User] = {}
+        self.touched = now
+
+    def first_offset(self) -> int:
+        history = self.history
+        return history[0][1].offset if history else self.last + 1
+
+    def is_idle(self) -> bool:
+        return not (self.callbacks or self.users or self.history or self.ids)
+
+
+class MemoryEngine:
+    """History, live delivery and presence in this process's memory.
+
+    Args:
+        history_size: Messages kept per channel; ``None`` keeps any number
+            (bounded by ``history_ttl`` then). 0 keeps none: every resume gets a gap.
+        history_ttl: Seconds a message stays in history; ``None`` keeps messages
+            until ``history_size`` pushes them out.
+        id_size: Idempotency keys remembered per channel; ``history_size`` (or
+            1000 when that is ``None``) by default. ``None`` disables the bound.
+        id_ttl: Seconds an idempotency key is remembered; ``history_ttl`` by
+            default. ``None`` disables the bound.
+        clock: A monotonic clock in seconds, for the time windows; tests inject one.
+
+    Raises:
+        ValueError: An argument is out of range, or both bounds of history (or of
+            the idempotency table) are ``None``.
+    """
+
+    def __init__(
+        self,
+        *,
+        # limits
+        history_size: int | None = DEFAULT_HISTORY_SIZE,
+        history_ttl: float | None = DEFAULT_HISTORY_TTL,
+        id_size: int | Literal[_Default.TOKEN] | None = _Default.TOKEN,
+        id_ttl: float | Literal[_Default.TOKEN] | None = _Default.TOKEN,
+        # advanced
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._history_size = _check_size("history_size", history_size)
+        self._history_ttl = _check_ttl("history_ttl", history_ttl)
+        if self._history_size is None and self._history_ttl is None:
+            raise ValueError("history_size and history_ttl can't both be None: history would grow")
+        if id_size is _Default.TOKEN:
+            id_size = history_size or DEFAULT_HISTORY_SIZE
+        if id_ttl is _Default.TOKEN:
+            id_ttl = history_ttl
+        self._id_size = _check_size("id_size", id_size)
+        self._id_ttl = _check_ttl("id_ttl", id_ttl)
+        if self._id_size is None and self._id_ttl is None:
+            raise ValueError("id_size and id_ttl can't both be None: the table would grow")
+        self._clock = clock
+        self._channels: dict[str, _Channel] = {}
+        # Channels with nothing left are forgotten by a sweep, at most this often.
+        self._sweep_every = min(self._history_ttl or 60.0, self._id_ttl or 60.0, 60.0)
+        self._next_sweep = clock() + self._sweep_every
+        self._closed = False
+
+    # --- messages ----------------------------------------------------------------------
+
+    async def publish(
+        self,
+        ch: str,
+        data: bytes | str,
+        *,
+        msg_id: str | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> PublishResult:
+        """Store a message and deliver it; see :meth:`.base.Engine.publish`."""
+        now = self._clock()
+        channel = self._channel(ch, now)
+        if msg_id is not None:
+            self._trim_ids(channel, now)
+            offset = channel.ids.get(msg_id)
+            if offset is not None:
+                return PublishResult(channel.epoch, offset, duplicate=True)
+        channel.last += 1
+        message = Message(ch, channel.epoch, channel.last, data, meta)
+        channel.history.append((now, message))  # maxlen drops the oldest
+        self._trim_history(channel, now)
+        if msg_id is not None:
+            channel.ids[msg_id] = message.offset
+            channel.ids_order.append((now, msg_id))
+            self._trim_ids(channel, now)
+        self._notify(channel, message)
+        return PublishResult(channel.epoch, message.offset)
+
+    async def history(
+        self, ch: str, *, since: int | None = None, epoch: str | None = None
+    ) -> HistoryResult:
+        """Read the position and the messages after ``since``; see :meth:`.base.Engine.history`."""
+        now = self._clock()
+        channel = self._channel(ch, now)
+        self._trim_history(channel, now)
+        first, last = channel.first_offset(), channel.last
+        if since is None:
+            return HistoryResult(channel.epoch, last, first, (), recovered=False)
+        if epoch == channel.epoch and first - 1 <= since <= last:
+            start = since + 1 - first
+            messages = [m for _, m in itertools.islice(channel.history, start, None)]
+            return HistoryResult(channel.epoch, last, first, messages, recovered=True)
+        messages = [m for _, m in channel.history]
+        return HistoryResult(channel.epoch, last, first, messages, recovered=False)
+
+    async def subscribe(self, ch: str, callback: Callback) -> None:
+        """Deliver the channel's events to ``callback``; see :meth:`.base.Engine.subscribe`."""
+        channel = self._channel(ch, self._clock())
+        if callback not in channel.callbacks:
+            channel.callbacks.append(callback)
+
+    async def unsubscribe(self, ch: str, callback: Callback) -> None:
+        """Stop delivering to ``callback``; see :meth:`.base.Engine.unsubscribe`."""
+        channel = self._channels.get(ch)
+        if channel is not None and callback in channel.callbacks:
+            channel.callbacks.remove(callback)
+
+    # --- presence ----------------------------------------------------------------------
+
+    async def presence_join(self, ch: str, user: str, client: str, info: str) -> bool:
+        """Add a connection; see :meth:`.base.Engine.presence_join`."""
+        channel = self._channel(ch, self._clock())
+        entry = channel.users.get(user)
+        first = entry is None
+        if entry is None:
+            entry = channel.users[user] = _User(info)
+        entry.info = info
+        entry.clients.add(client)
+        if first:
+            count = len(channel.users)
+            self._notify(channel, PresenceEvent(ch, "join", user, count, info=info))
+        return first
+
+    async def presence_leave(self, ch: str, user: str, client: str) -> bool:
+        """Remove a connection; see :meth:`.base.Engine.presence_leave`."""
+        channel = self._channels.get(ch)
+        if channel is None:
+            return False
+        entry = channel.users.get(user)
+        if entry is None or client not in entry.clients:
+            return False
+        entry.clients.discard(client)
+        if entry.clients:
+            return False
+        del channel.users[user]
+        if entry.timer is not None:
+            entry.timer.cancel()
+        channel.touched = self._clock()
+        self._notify(channel, PresenceEvent(ch, "leave", user, len(channel.users)))
+        return True
+
+    async def presence_state(
+        self, ch: str, user: str, state: str | None, ttl: float | None
+    ) -> None:
+        """Set or clear a user's state; see :meth:`.base.Engine.presence_state`."""
+        channel = self._channels.get(ch)
+        entry = None if channel is None else channel.users.get(user)
+        if channel is None or entry is None:
+            return
+        if entry.timer is not None:
+            entry.timer.cancel()
+            entry.timer = None
+        entry.state = state
+        if state is not None and ttl is not None:
+            loop = asyncio.get_running_loop()
+            entry.timer = loop.call_later(ttl, self._expire_state, channel, ch, user, entry)
+        count = len(channel.users)
+        event = PresenceEvent(ch, "state", user, count, state=state, ttl=ttl)
+        self._notify(channel, event)
+
+    async def presence_snapshot(self, ch: str, *, max_users: int | None = None) -> PresenceSnapshot:
+        """Read who is in the channel; see :meth:`.base.Engine.presence_snapshot`."""
+        channel = self._channels.get(ch)
+        if channel is None:
+            return PresenceSnapshot(0, {})
+        count = len(channel.users)
+        if max_users is not None and count > max_users:
+            return PresenceSnapshot(count, None)
+        users = {
+            user: PresenceUser(entry.info, len(entry.clients), entry.state)
+            for user, entry in channel.users.items()
+        }
+        return PresenceSnapshot(count, users)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Forget everything and cancel the state timers."""
+        self._closed = True
+        for channel in self._channels.values():
+            for entry in channel.users.values():
+                if entry.timer is not None:
+                    entry.timer.cancel()
+        self._channels.clear()
+
+    # --- private -----------------------------------------------------------------------
+
+    def _channel(self, ch: str, now: float) -> _Channel:
+        if self._closed:
+            raise RuntimeError("the engine is closed")
+        if now >= self._next_sweep:
+            self._sweep(now)
+        channel = self._channels.get(ch)
+        if channel is None:
+            channel = self._channels[ch] = _Channel(self._history_size, now)
+        channel.touched = now
+        return channel
+
+    def _notify(self, channel: _Channel, event: Event) -> None:
+        for callback in list(channel.callbacks):
+            try:
+                callback(event)
+            except Exception:
+                logger.exception("engine callback failed for channel %r", event.ch)
+
+    def _expire_state(self, channel: _Channel, ch: str, user: str, entry: _User) -> None:
+        entry.timer = None
+        if channel.users.get(user) is not entry or entry.state is None:
+            return
+        entry.state = None
+        self._notify(channel, PresenceEvent(ch, "state", user, len(channel.users)))
+
+    def _trim_history(self, channel: _Channel, now: float) -> None:
+        ttl = self._history_ttl
+        if ttl is None:
+            return
+        history = channel.history
+        oldest = now - ttl
+        while history and history[0][0] <= oldest:
+            history.popleft()
+
+    def _trim_ids(self, channel: _Channel, now: float) -> None:
+        order, ids = channel.ids_order, channel.ids
+        size, ttl = self._id_size, self._id_ttl
+        oldest = -math.inf if ttl is None else now - ttl
+        while order and (order[0][0] <= oldest or (size is not None and len(order) > size)):
+            _, key = order.popleft()
+            del ids[key]
+
+    def _sweep(self, now: float) -> None:
+        """Forget channels with no callbacks, no presence, and nothing left in history.
+
+        Their offsets restart under a new epoch if they are used again: a
+        client resuming them gets a gap, which is true, since their history is gone.
+        """
+        self._next_sweep = now + self._sweep_every
+        idle_for = self._sweep_every
+        for ch, channel in list(self._channels.items()):
+            self._trim_history(channel, now)
+            self._trim_ids(channel, now)
+            if channel.is_idle() and now - channel.touched >= idle_for:
+                del self._channels[ch]
+
+
+def _check_size(name: str, value: int | None) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"{name} must be an int >= 0 or None, got {value!r}")
+    return value
+
+
+def _check_ttl(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a number of seconds > 0 or None, got {value!r}")
+    return float(value)

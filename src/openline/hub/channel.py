@@ -1,0 +1,337 @@
+"""One channel as a hub process sees it: ordered, exactly-once fan-out to its subscribers.
+
+The engine calls :meth:`Channel.on_event` once per message, whatever the number
+of subscribers. The channel checks the message's place in the stream before
+fanning it out:
+
+* an offset it delivered already is a duplicate and is dropped;
+* the next offset is delivered: its JSON is built once and its frame written
+  to every live subscriber (see :meth:`Hub._fanout`);
+* a later offset, or a new epoch, means the live feed skipped something: the
+  channel holds live messages back, reads the missing ones from history,
+  delivers them in order, then releases what it held. What history no longer
+  has becomes a ``gap`` event: never a silent hole.
+
+A new subscriber first sits in :attr:`Channel.syncing`: live messages for it
+are queued while the hub sends the subscriber its history, then the queue is
+flushed without the offsets history already covered, and the subscriber joins
+the live set. So a message published while a client resumes reaches it exactly
+once, whichever side of the history read it fell on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from .backends.base import Event, HistoryResult, Message, PresenceEvent
+from .wire import dumps, encode_gap, encode_join, encode_message, encode_state, encode_str
+
+if TYPE_CHECKING:
+    from .hub import Hub
+    from .session import Session
+
+__all__ = ["Channel", "Sync"]
+
+logger = logging.getLogger("openline.hub")
+
+
+class Sync:
+    """A subscription being set up: what arrived live while history was being sent.
+
+    Attributes:
+        items: Queued ``(message, frame)`` pairs; ``message`` is ``None`` for a
+            presence frame.
+        size: Bytes queued.
+        presence: Whether the subscriber wants presence events.
+        ready: Whether history was sent; from then on, live messages go out at
+            once, still checked against :attr:`epoch` and :attr:`last`.
+        epoch: The epoch the subscriber is in.
+        last: The last offset the subscriber has.
+    """
+
+    __slots__ = ("epoch", "items", "last", "presence", "ready", "size")
+
+    def __init__(self) -> None:
+        self.items: collections.deque[tuple[Message | None, bytes]] = collections.deque()
+        self.size = 0
+        self.presence = False
+        self.ready = False
+        self.epoch = ""
+        self.last = 0
+
+    def advance(self, ch: str, message: Message, frame: bytes) -> list[bytes]:
+        """Return the frames that move the subscriber past ``message``: none for a duplicate."""
+        if message.epoch == self.epoch:
+            if message.offset <= self.last:
+                return []
+            frames = []
+            if message.offset > self.last + 1:
+                gap = encode_gap(ch, message.epoch, (self.epoch, self.last), message.offset)
+                frames.append(gap)
+        else:
+            frames = [encode_gap(ch, message.epoch, (self.epoch, self.last), message.offset)]
+            self.epoch = message.epoch
+        self.last = message.offset
+        frames.append(frame)
+        return frames
+
+
+class Channel:
+    """A channel with subscribers in this process.
+
+    Args:
+        hub: The hub that owns it.
+        name: The channel's name.
+    """
+
+    __slots__ = (
+        "_count",
+        "_count_sent",
+        "_count_timer",
+        "counts_only",
+        "epoch",
+        "held",
+        "hub",
+        "last",
+        "live",
+        "name",
+        "name_json",
+        "started",
+        "syncing",
+        "watchers",
+    )
+
+    def __init__(self, hub: Hub, name: str) -> None:
+        self.hub = hub
+        self.name = name
+        self.name_json = encode_str(name)
+        #: Subscribers that get every message as it is delivered.
+        self.live: dict[Session, None] = {}
+        #: The live subscribers that also get presence events.
+        self.watchers: dict[Session, None] = {}
+        #: Subscribers being set up.
+        self.syncing: dict[Session, Sync] = {}
+        #: The position of the last message delivered.
+        self.epoch = ""
+        self.last = 0
+        #: Live messages held back while catching up with history; ``None`` otherwise.
+        self.held: collections.deque[Message] | None = None
+        #: Set by the hub: the task running :meth:`start`.
+        self.started: asyncio.Future[None] | None = None
+        self.counts_only = hub._counts_only(name)
+        self._count = 0
+        self._count_sent = -1
+        self._count_timer: asyncio.TimerHandle | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe to the engine and learn the channel's position.
+
+        Raises:
+            BackendUnavailable: The engine can't reach its store.
+        """
+        engine = self.hub.engine
+        self.held = collections.deque()
+        await engine.subscribe(self.name, self.on_event)
+        try:
+            result = await engine.history(self.name)
+        except BaseException:
+            await engine.unsubscribe(self.name, self.on_event)
+            raise
+        self.epoch, self.last = result.epoch, result.last_offset
+        await self._catch_up(self.held)
+
+    async def stop(self) -> None:
+        """Unsubscribe from the engine, once the last subscriber left."""
+        if self._count_timer is not None:
+            self._count_timer.cancel()
+            self._count_timer = None
+        if self.started is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.shield(self.started)
+        await self.hub.engine.unsubscribe(self.name, self.on_event)
+
+    def is_empty(self) -> bool:
+        """Tell whether no subscriber of this process is left."""
+        return not (self.live or self.syncing)
+
+    # --- subscribers -------------------------------------------------------------------
+
+    def add_syncing(self, session: Session) -> Sync:
+        """Add a subscriber that doesn't want live messages yet: queue them for it."""
+        sync = self.syncing[session] = Sync()
+        return sync
+
+    async def finish_sync(self, session: Session, sync: Sync, result: HistoryResult) -> None:
+        """Send what was queued after the history in ``result``, then go live.
+
+        Raises:
+            ConnectionClosed: The subscriber's connection closed.
+        """
+        sync.epoch, sync.last = result.epoch, result.last_offset
+        items = sync.items
+        hub = self.hub
+        while items:
+            message, frame = items.popleft()
+            sync.size -= len(frame)
+            if message is None:
+                await hub._send(session, frame)
+                continue
+            for part in sync.advance(self.name, message, frame):
+                await hub._send(session, part)
+        # No await from here: nothing can arrive between the last item and going live.
+        if session.closing:
+            return  # the slow-consumer policy removed it while we awaited
+        sync.ready = True
+        self._settle(session, sync)
+
+    def remove(self, session: Session) -> None:
+        """Stop sending anything to ``session``."""
+        self.live.pop(session, None)
+        self.watchers.pop(session, None)
+        self.syncing.pop(session, None)
+
+    # --- live delivery -----------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        """The engine's callback: one call per message or presence event."""
+        if type(event) is Message:
+            held = self.held
+            if held is not None:
+                held.append(event)
+            elif not self._accept(event):
+                self.held = collections.deque((event,))
+                self.hub._spawn(self._catch_up(self.held))
+        elif type(event) is PresenceEvent:
+            self._on_presence(event)
+
+    def _accept(self, message: Message) -> bool:
+        """Deliver ``message`` if it is next, drop it if seen; ``False`` if some are missing."""
+        if message.epoch != self.epoch:
+            return False
+        offset = message.offset
+        if offset <= self.last:
+            return True  # a duplicate
+        if offset > self.last + 1:
+            return False
+        self.last = offset
+        self._deliver(message)
+        return True
+
+    def _deliver(self, message: Message) -> None:
+        frame = encode_message(self.name_json, message)
+        # Live subscribers first: a syncing one that catches up with this message
+        # joins them below, and must not get it twice.
+        self.hub._fanout(frame, self.live)
+        if self.syncing:
+            for session, sync in list(self.syncing.items()):
+                if sync.ready:
+                    for part in sync.advance(self.name, message, frame):
+                        self.hub._write(session, part)
+                    self._settle(session, sync)
+                else:
+                    self._queue(session, sync, message, frame)
+
+    async def _catch_up(self, held: collections.deque[Message]) -> None:
+        """Deliver the held messages in order, reading what is missing from history."""
+        retried = False
+        while held:
+            message = held[0]
+            if self._accept(message):
+                held.popleft()
+                retried = False
+                continue
+            if retried:
+                # History didn't have it either: say so, and move on.
+                self._skip_to(message.epoch, message.offset)
+                continue
+            retried = True
+            try:
+                result = await self.hub.engine.history(self.name, since=self.last, epoch=self.epoch)
+            except Exception:
+                logger.warning("can't read the history of %r to fill a hole", self.name)
+                self._skip_to(message.epoch, message.offset)
+                continue
+            if not result.recovered:
+                self._skip_to(result.epoch, result.first_offset)
+            for missing in result.messages:
+                self._accept(missing)
+        self.held = None
+        if self.syncing:
+            for session, sync in list(self.syncing.items()):
+                if sync.ready:
+                    self._settle(session, sync)
+
+    def _skip_to(self, epoch: str, offset: int) -> None:
+        """Tell live subscribers that messages before ``offset`` in ``epoch`` are lost."""
+        if epoch == self.epoch and offset <= self.last + 1:
+            return
+        frame = encode_gap(self.name, epoch, (self.epoch, self.last), offset)
+        self.epoch, self.last = epoch, offset - 1
+        self.hub._fanout(frame, self.live)
+
+    def _queue(self, session: Session, sync: Sync, message: Message | None, frame: bytes) -> None:
+        sync.items.append((message, frame))
+        sync.size += len(frame)
+        limit = self.hub._max_buffer
+        if limit is not None and sync.size > limit:
+            self.hub._overflow(session)
+
+    def _settle(self, session: Session, sync: Sync) -> None:
+        """Make a ready subscriber live once it has caught up with the channel."""
+        if self.syncing.get(session) is not sync:
+            return  # removed meanwhile: a write just made it a slow consumer
+        if self.held is not None or sync.epoch != self.epoch or sync.last > self.last:
+            return  # the channel is behind the subscriber's history: wait for it
+        if sync.last < self.last:
+            # Can't happen when the engine keeps its contract; never hide it.
+            self.hub._write(
+                session, encode_gap(self.name, self.epoch, (sync.epoch, sync.last), self.last + 1)
+            )
+        del self.syncing[session]
+        self.live[session] = None
+        if sync.presence:
+            self.watchers[session] = None
+
+    # --- presence ----------------------------------------------------------------------
+
+    def _on_presence(self, event: PresenceEvent) -> None:
+        limit = self.hub._presence_limit
+        if not self.counts_only and limit is not None and event.count > limit:
+            self.counts_only = True
+        if self.counts_only:
+            self._count = event.count
+            if self._count_timer is None:
+                loop = asyncio.get_running_loop()
+                self._count_timer = loop.call_later(self.hub._count_interval, self._send_count)
+            return
+        if event.kind == "join":
+            frame = encode_join(self.name, event.user, event.info)
+        elif event.kind == "leave":
+            frame = dumps({"type": "leave", "ch": self.name, "user": event.user})
+        else:
+            frame = encode_state(self.name, event.user, event.state, event.ttl)
+        self._send_presence(frame)
+
+    def _send_count(self) -> None:
+        self._count_timer = None
+        if self._count == self._count_sent:
+            return
+        self._count_sent = self._count
+        self._send_presence(dumps({"type": "presence", "ch": self.name, "count": self._count}))
+
+    def _send_presence(self, frame: bytes) -> None:
+        if self.syncing:
+            for session, sync in list(self.syncing.items()):
+                if not sync.presence:
+                    continue
+                if sync.ready:
+                    self.hub._write(session, frame)
+                else:
+                    self._queue(session, sync, None, frame)
+        self.hub._fanout(frame, self.watchers)

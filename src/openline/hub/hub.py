@@ -1,0 +1,680 @@
+"""The hub: channels, publish/subscribe, history, presence, over ``openline.v1``.
+
+Quick start::
+
+    hub = Hub()
+
+    async def main():
+        async with hub.serve("localhost", 8765):
+            await asyncio.get_running_loop().create_future()  # run forever
+
+A client connects with the subprotocol ``openline.v1`` and speaks the JSON
+messages of ``docs/protocol.md``. Server code publishes with
+``await hub.publish(ch, data)``.
+
+How a connection is served: the handshake hook authenticates it; then one
+coroutine per connection reads its messages and handles them one at a time,
+in order (a subscribe completes, history included, before the next message is
+read). Replies wait for the connection's flow control; fan-out never waits: it
+writes the frame, encoded once, to every subscriber's transport, and applies
+the slow-consumer policy to subscribers whose buffer passed ``max_buffer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from ..asyncio.broadcast import Broadcast, buffered_amount
+from ..asyncio.config import check_count, check_timeout
+from ..asyncio.server import ProcessRequest, ServerConnection, serve
+from ..exceptions import BackendUnavailable, ConnectionClosed
+from ..protocol.connection import State
+from ..protocol.frames import Close
+from ..protocol.http11 import Request, Response
+from ..typing import LoggerLike
+from . import wire
+from .auth import (
+    Action,
+    Authenticate,
+    Authorize,
+    Credentials,
+    Identity,
+    Reject,
+    call_hook,
+    find_token,
+    offered_subprotocols,
+)
+from .backends.base import Engine, PresenceSnapshot, PublishResult
+from .backends.memory import MemoryEngine
+from .channel import Channel
+from .config import (
+    DEFAULT_MAX_BUFFER,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    check_budget,
+    check_positive,
+    check_positive_int,
+)
+from .metrics import Metrics
+from .presence import StateThrottle
+from .session import Session, Subscription
+from .wire import SUBPROTOCOL, RequestError
+
+__all__ = ["Hub"]
+
+# Errors caused by the server, which don't count against the client.
+_SERVER_ERRORS = frozenset(("internal", "unavailable"))
+
+
+class Hub:
+    """Channels with history and presence, served over the ``openline.v1`` subprotocol.
+
+    Args:
+        engine: Where history and presence live; a new :class:`MemoryEngine`
+            by default, which the hub then closes in :meth:`close`.
+        authenticate: ``(Credentials) -> Identity | None``, plain or ``async``,
+            called during the handshake: ``None`` refuses with 401, raising
+            :class:`~openline.hub.Reject` with its status. ``None`` (the
+            default) lets everyone in, each connection as its own anonymous user.
+        authorize: ``(Identity, action, ch) -> bool``, plain or ``async``, called
+            before each ``"subscribe"``, ``"publish"`` and ``"presence"`` action;
+            ``False`` answers ``forbidden``. ``None`` allows everything.
+        presence_limit: Users beyond which a channel's presence becomes counts
+            only, for the rest of the channel's life in this process; ``None``
+            never switches.
+        counts_only: ``(ch) -> bool``: channels whose presence is counts only
+            from the start; ``None`` for none.
+        count_interval: Seconds between two count updates of a counts-only channel.
+        state_interval: Seconds between two forwarded state updates of one user
+            on one channel; ``None`` forwards every update.
+        state_ttl: Seconds after which a state expires unless renewed; ``None``
+            keeps states until cleared or the user leaves.
+        max_message_size: Largest client message in bytes; a larger one gets
+            ``too_large``. ``None`` disables the limit. WebSocket messages beyond
+            four times this are refused by the transport with close code 1009.
+        max_state_size: Largest ephemeral state in bytes of JSON; ``None``
+            disables the limit.
+        max_channel_length: Longest channel name, in characters.
+        max_subscriptions: Channels one connection may subscribe to; ``None``
+            disables the limit.
+        rate_limit: ``(messages, seconds)``: a connection may send ``messages``
+            in a burst, refilled over ``seconds``; beyond, ``rate_limited``.
+            ``None`` disables it.
+        max_errors: ``(errors, seconds)``: a connection that earns this many
+            error replies within the window is closed with 1008. ``None`` never
+            closes.
+        max_buffer: High-water mark in bytes of a connection's outgoing buffer;
+            fan-out to a connection beyond it applies the slow-consumer policy.
+            ``None`` disables it (memory may then grow without bound).
+        slow_consumer_code: The policy: close with this code, 1013 (try again
+            later) by default, so that the client redials and recovers from
+            history; 1008 tells it not to come back.
+        ping_interval: Seconds between keepalive pings; ``None`` disables them.
+        ping_timeout: Seconds without a pong after which the connection is
+            closed and its presence removed; ``None`` waits forever.
+        logger: Where to log; ``openline.hub`` by default.
+
+    Raises:
+        ValueError: An argument is out of range; the message names it.
+    """
+
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        *,
+        # hooks
+        authenticate: Authenticate | None = None,
+        authorize: Authorize | None = None,
+        # presence
+        presence_limit: int | None = 1000,
+        counts_only: Callable[[str], bool] | None = None,
+        count_interval: float = 1.0,
+        state_interval: float | None = 0.5,
+        state_ttl: float | None = 5.0,
+        # limits
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_state_size: int | None = 1024,
+        max_channel_length: int = 200,
+        max_subscriptions: int | None = 100,
+        rate_limit: tuple[int, float] | None = (100, 1.0),
+        max_errors: tuple[int, float] | None = (20, 10.0),
+        max_buffer: int | None = DEFAULT_MAX_BUFFER,
+        slow_consumer_code: int = 1013,
+        # timeouts
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        # logging
+        logger: LoggerLike | None = None,
+    ) -> None:
+        self._owns_engine = engine is None
+        self.engine: Engine = MemoryEngine() if engine is None else engine
+        self._authenticate = authenticate
+        self._authorize = authorize
+        self._presence_limit = check_count("presence_limit", presence_limit)
+        self._counts_only_hook = counts_only
+        self._count_interval = check_positive("count_interval", count_interval)
+        self._max_message_size = check_count("max_message_size", max_message_size, minimum=1)
+        self._max_subscriptions = check_count("max_subscriptions", max_subscriptions, minimum=1)
+        self._rate_limit = check_budget("rate_limit", rate_limit)
+        self._max_errors = check_budget("max_errors", max_errors)
+        self._max_buffer = check_count("max_buffer", max_buffer, minimum=1)
+        Close(slow_consumer_code, "").check()
+        self._slow_consumer_code = slow_consumer_code
+        self._ping_interval = check_timeout("ping_interval", ping_interval)
+        self._ping_timeout = check_timeout("ping_timeout", ping_timeout)
+        self._parser = wire.Parser(
+            max_message_size=self._max_message_size,
+            max_channel_length=check_positive_int("max_channel_length", max_channel_length),
+            max_state_size=check_count("max_state_size", max_state_size, minimum=2),
+        )
+        self._logger: LoggerLike = logger or logging.getLogger("openline.hub")
+        self._states = StateThrottle(
+            self.engine,
+            interval=check_timeout("state_interval", state_interval),
+            ttl=check_timeout("state_ttl", state_ttl),
+            spawn=self._spawn,
+        )
+        #: Counters; see :class:`~openline.hub.metrics.Metrics`.
+        self.stats = Metrics()
+        self._channels: dict[str, Channel] = {}
+        self._sessions: set[Session] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Identities decided in the handshake hook, until the handler picks them up.
+        self._identities: dict[ServerConnection, tuple[Identity, str]] = {}
+
+    # --- public API --------------------------------------------------------------------
+
+    def serve(
+        self,
+        host: str | Sequence[str] | None = None,
+        port: int | None = None,
+        *,
+        process_request: ProcessRequest | None = None,
+        **kwargs: Any,
+    ) -> serve:
+        """Serve the hub: ``async with hub.serve(host, port) as server:``.
+
+        Wraps :class:`openline.serve` with the hub's handler, subprotocol,
+        handshake hook and keepalive. Compression is off unless
+        ``compression="deflate"`` is passed: shared broadcast frames then apply
+        only to clients that negotiated no context takeover (see
+        :mod:`openline.asyncio.broadcast`).
+
+        Args:
+            host: The interface(s) to listen on.
+            port: The port; 0 picks a free one.
+            process_request: Runs before the hub's handshake hook (health checks,
+                for instance); a response it returns is sent instead.
+            **kwargs: Passed to :class:`openline.serve`.
+
+        Raises:
+            ValueError: ``kwargs`` sets what the hub decides: ``subprotocols``,
+                ``select_subprotocol``, ``ping_interval`` or ``ping_timeout``.
+        """
+        for name in ("subprotocols", "select_subprotocol", "ping_interval", "ping_timeout"):
+            if name in kwargs:
+                raise ValueError(f"{name} is set by the hub; pass it to Hub() if it has it")
+        kwargs.setdefault("compression", None)
+        if "max_size" not in kwargs:
+            limit = self._max_message_size
+            kwargs["max_size"] = None if limit is None else 4 * limit
+
+        async def hook(connection: ServerConnection, request: Request) -> Response | None:
+            if process_request is not None:
+                answer = await call_hook(process_request, connection, request)
+                if answer is not None:
+                    assert isinstance(answer, Response)
+                    return answer
+            return await self.process_request(connection, request)
+
+        return serve(
+            self.handle,
+            host,
+            port,
+            subprotocols=[SUBPROTOCOL],
+            process_request=hook,
+            ping_interval=self._ping_interval,
+            ping_timeout=self._ping_timeout,
+            **kwargs,
+        )
+
+    async def publish(
+        self, ch: str, data: Any, *, id: str | None = None, user: str | None = None
+    ) -> PublishResult:
+        """Publish ``data`` to ``ch`` from server code.
+
+        Args:
+            ch: The channel.
+            data: Any JSON-serializable value.
+            id: An idempotency key: publishing again with the same ``id`` and
+                ``user`` stores nothing and returns the original offset.
+            user: Shown to subscribers as the message's ``user``; ``None`` omits it.
+
+        Returns:
+            The message's epoch and offset, and whether it was a duplicate.
+
+        Raises:
+            ValueError: ``ch`` or ``id`` isn't a valid name, or ``data`` isn't JSON.
+            TypeError: ``data`` isn't JSON-serializable.
+            BackendUnavailable: The engine can't reach its store.
+        """
+        if not wire.is_text(ch, self._parser.max_channel_length):
+            raise ValueError(f"invalid channel name: {ch!r}")
+        if id is not None and not wire.is_text(id, wire.MAX_ID_LENGTH):
+            raise ValueError(f"invalid message id: {id!r}")
+        return await self._store(ch, wire.encode_json(data), id, user, user)
+
+    def metrics(self) -> dict[str, int]:
+        """Return the hub's counters, errors as ``errors.<code>``."""
+        return self.stats.as_dict()
+
+    async def close(self) -> None:
+        """Stop background work and close the engine if the hub created it.
+
+        Closing the server (leaving ``async with hub.serve(...)``) closes the
+        connections; call this afterwards.
+        """
+        self._states.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if self._owns_engine:
+            await self.engine.close()
+
+    # --- connection handling (public for custom servers) -------------------------------
+
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """The handshake hook: check the subprotocol offer and authenticate.
+
+        Pass it to :class:`openline.serve` with ``subprotocols=["openline.v1"]``
+        and :meth:`handle` as the handler when not using :meth:`serve`.
+        """
+        self._forget_failed_handshakes()
+        if SUBPROTOCOL not in offered_subprotocols(request):
+            return Response.plain(
+                400, f"this is an openline hub: offer the {SUBPROTOCOL} subprotocol\n"
+            )
+        if self._authenticate is None:
+            return None
+        credentials = Credentials(find_token(request), request, connection.remote_address)
+        try:
+            identity = await call_hook(self._authenticate, credentials)
+        except Reject as exc:
+            return _refusal(exc.status, exc.reason)
+        if identity is None:
+            return _refusal(401, "authentication required")
+        if not isinstance(identity, Identity) or not identity.user:
+            raise TypeError(f"authenticate must return an Identity with a user, got {identity!r}")
+        self._identities[connection] = (identity, Session.encode_info(identity))
+        return None
+
+    async def handle(self, ws: ServerConnection) -> None:
+        """The connection handler: serve one client until it goes away."""
+        found = self._identities.pop(ws, None)
+        identity, info = found if found is not None else (Identity(str(ws.id)), "{}")
+        session = Session(
+            ws,
+            identity,
+            info,
+            anonymous=found is None,
+            rate_limit=self._rate_limit,
+            max_errors=self._max_errors,
+            now=time.monotonic(),
+        )
+        self._sessions.add(session)
+        stats = self.stats
+        stats.connections += 1
+        stats.connections_total += 1
+        try:
+            await self._send(session, self._welcome(session))
+            async for raw in ws:
+                if session.closing:
+                    continue  # the close frame is on its way: read until it's answered
+                await self._receive(session, raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            stats.connections -= 1
+            self._sessions.discard(session)
+            await self._cleanup(session)
+
+    # --- private: receiving ------------------------------------------------------------
+
+    async def _receive(self, session: Session, raw: str | bytes) -> None:
+        """Handle one client message; every refusal becomes an ``error`` reply."""
+        self.stats.messages_in += 1
+        request: wire.Request | None = None
+        try:
+            if not session.take_token(time.monotonic()):
+                raise RequestError("rate_limited", "too many messages: slow down")
+            request = self._parser.parse(raw)
+            await self._dispatch(session, request)
+        except RequestError as exc:
+            await self._refuse(session, exc)
+        except BackendUnavailable:
+            await self._refuse(session, _error_for(request, "unavailable", "try again later"))
+        except ConnectionClosed:
+            raise
+        except Exception:
+            self._logger.exception("hub failed to handle a message")
+            await self._refuse(session, _error_for(request, "internal", "internal error"))
+
+    async def _dispatch(self, session: Session, request: wire.Request) -> None:
+        if type(request) is wire.Publish:
+            await self._client_publish(session, request)
+        elif type(request) is wire.Subscribe:
+            await self._subscribe(session, request)
+        elif type(request) is wire.Unsubscribe:
+            await self._unsubscribe(session, request)
+        elif type(request) is wire.SetState:
+            await self._set_state(session, request)
+        elif type(request) is wire.GetPresence:
+            await self._get_presence(session, request)
+        elif type(request) is wire.Ping:
+            await self._send(session, wire.dumps({"type": "pong", "rid": request.rid}))
+        else:
+            raise AssertionError(f"unexpected request {request!r}")
+
+    async def _refuse(self, session: Session, error: RequestError) -> None:
+        self.stats.errors[error.code] += 1
+        await self._send(session, wire.encode_error(error))
+        if error.code in _SERVER_ERRORS or not session.count_error(time.monotonic()):
+            return
+        self.stats.abuse_closes += 1
+        self._logger.info("closing %s: too many errors", session.client)
+        session.closing = True
+        self._spawn(self._cleanup(session))
+        await session.ws.close(1008, "too many errors")
+
+    # --- private: requests -------------------------------------------------------------
+
+    async def _client_publish(self, session: Session, request: wire.Publish) -> None:
+        ch = request.ch
+        if not await self._allowed(session, "publish", ch):
+            raise RequestError(
+                "forbidden", "publish refused", rid=request.rid, ch=ch, id=request.id
+            )
+        # Idempotency keys are scoped by user, so that users can't collide, by
+        # accident or on purpose. An anonymous user is new on each connection,
+        # which would defeat retries after a redial: anonymous clients share a scope.
+        scope = None if session.anonymous else session.user
+        result = await self._store(ch, request.data, request.id, session.user, scope)
+        ack = {
+            "type": "ack",
+            "ch": ch,
+            "epoch": result.epoch,
+            "offset": result.offset,
+            "id": request.id,
+            "duplicate": result.duplicate,
+            "rid": request.rid,
+        }
+        await self._send(session, wire.dumps(ack))
+
+    async def _store(
+        self, ch: str, data: bytes, msg_id: str | None, user: str | None, scope: str | None
+    ) -> PublishResult:
+        meta: dict[str, str] = {}
+        if user is not None:
+            meta["user"] = user
+        key = None
+        if msg_id is not None:
+            meta["id"] = msg_id
+            # Length-prefixed, so that no (scope, id) pair can spell another's key.
+            owner = scope or ""
+            key = f"{len(owner)}:{owner}:{msg_id}"
+        result = await self.engine.publish(ch, data, msg_id=key, meta=meta or None)
+        if not result.duplicate:
+            self.stats.publishes += 1
+        return result
+
+    async def _subscribe(self, session: Session, request: wire.Subscribe) -> None:
+        ch, rid = request.ch, request.rid
+        if ch in session.subs:
+            raise RequestError("already_subscribed", "already subscribed", rid=rid, ch=ch)
+        limit = self._max_subscriptions
+        if limit is not None and len(session.subs) >= limit:
+            raise RequestError("limit_exceeded", f"at most {limit} subscriptions", rid=rid, ch=ch)
+        if not await self._allowed(session, "subscribe", ch):
+            raise RequestError("forbidden", "subscribe refused", rid=rid, ch=ch)
+        if request.presence and not await self._allowed(session, "presence", ch):
+            raise RequestError("forbidden", "presence refused", rid=rid, ch=ch)
+        session.subs[ch] = Subscription(request.presence)
+        try:
+            await self._start_subscription(session, request)
+        except BaseException:
+            if session.subs.pop(ch, None) is not None:
+                await self._leave(session, ch)
+            raise
+
+    async def _start_subscription(self, session: Session, request: wire.Subscribe) -> None:
+        """Join presence, send history and the presence snapshot, then go live."""
+        ch, since, engine = request.ch, request.since, self.engine
+        channel = await self._open_channel(ch)
+        # Registered first, so that the channel can't close under us during the awaits.
+        sync = channel.add_syncing(session)
+        await engine.presence_join(ch, session.user, session.client, session.info_json)
+        # Events from here on are queued; the snapshot, read after, covers those before.
+        sync.presence = request.presence
+        if since is None:
+            result = await engine.history(ch)
+        else:
+            result = await engine.history(ch, since=since[1], epoch=since[0])
+        snapshot = await self._snapshot(channel) if request.presence else None
+        recovered = since is not None and result.recovered
+        if since is not None and not recovered:
+            await self._send(session, wire.encode_gap(ch, result.epoch, since, result.first_offset))
+        subscribed = {
+            "type": "subscribed",
+            "ch": ch,
+            "epoch": result.epoch,
+            "offset": result.last_offset,
+            "recovered": recovered,
+            "missed": len(result.messages),
+            "rid": request.rid,
+        }
+        await self._send(session, wire.dumps(subscribed))
+        if snapshot is not None:
+            await self._send(session, wire.encode_presence(ch, snapshot))
+        for message in result.messages:
+            await self._send(session, wire.encode_message(channel.name_json, message))
+        await channel.finish_sync(session, sync, result)
+
+    async def _unsubscribe(self, session: Session, request: wire.Unsubscribe) -> None:
+        ch = request.ch
+        if session.subs.pop(ch, None) is None:
+            raise RequestError("not_subscribed", "not subscribed", rid=request.rid, ch=ch)
+        await self._leave(session, ch)
+        await self._send(
+            session, wire.dumps({"type": "unsubscribed", "ch": ch, "rid": request.rid})
+        )
+
+    async def _set_state(self, session: Session, request: wire.SetState) -> None:
+        ch = request.ch
+        if ch not in session.subs:
+            raise RequestError("not_subscribed", "not subscribed", rid=request.rid, ch=ch)
+        if not await self._allowed(session, "presence", ch):
+            raise RequestError("forbidden", "presence refused", rid=request.rid, ch=ch)
+        await self._states.update(ch, session.user, request.state)
+
+    async def _get_presence(self, session: Session, request: wire.GetPresence) -> None:
+        ch = request.ch
+        if not await self._allowed(session, "presence", ch):
+            raise RequestError("forbidden", "presence refused", rid=request.rid, ch=ch)
+        channel = self._channels.get(ch)
+        if channel is not None:
+            snapshot = await self._snapshot(channel)
+        else:
+            counts_only = self._counts_only(ch)
+            snapshot = await self.engine.presence_snapshot(
+                ch, max_users=0 if counts_only else self._presence_limit
+            )
+            if counts_only:
+                snapshot = PresenceSnapshot(snapshot.count, None)
+        await self._send(session, wire.encode_presence(ch, snapshot, request.rid))
+
+    # --- private: channels -------------------------------------------------------------
+
+    async def _open_channel(self, ch: str) -> Channel:
+        """Return the channel, subscribed at the engine and positioned."""
+        while True:
+            channel = self._channels.get(ch)
+            if channel is None:
+                channel = self._channels[ch] = Channel(self, ch)
+                channel.started = asyncio.ensure_future(channel.start())
+            assert channel.started is not None
+            try:
+                await asyncio.shield(channel.started)
+            except Exception:
+                if self._channels.get(ch) is channel:
+                    del self._channels[ch]
+                raise
+            # The channel may have emptied and closed while we waited: then start over.
+            if self._channels.get(ch) is channel:
+                return channel
+
+    async def _leave(self, session: Session, ch: str) -> None:
+        """Undo a subscription: stop delivery, leave presence, close an empty channel."""
+        channel = self._channels.get(ch)
+        if channel is not None:
+            channel.remove(session)
+            if channel.is_empty():
+                del self._channels[ch]
+                await channel.stop()
+        if await self.engine.presence_leave(ch, session.user, session.client):
+            self._states.forget(ch, session.user)
+
+    async def _cleanup(self, session: Session) -> None:
+        """Leave every channel; safe to run twice, even concurrently."""
+        while session.subs:
+            ch, _ = session.subs.popitem()
+            try:
+                await self._leave(session, ch)
+            except Exception:
+                self._logger.exception("hub failed to leave %r", ch)
+
+    async def _snapshot(self, channel: Channel) -> PresenceSnapshot:
+        max_users = 0 if channel.counts_only else self._presence_limit
+        snapshot = await self.engine.presence_snapshot(channel.name, max_users=max_users)
+        if snapshot.users is None or channel.counts_only:
+            channel.counts_only = True
+            return PresenceSnapshot(snapshot.count, None)
+        return snapshot
+
+    def _counts_only(self, ch: str) -> bool:
+        hook = self._counts_only_hook
+        return hook is not None and hook(ch)
+
+    async def _allowed(self, session: Session, action: Action, ch: str) -> bool:
+        hook = self._authorize
+        if hook is None:
+            return True
+        return bool(await call_hook(hook, session.identity, action, ch))
+
+    # --- private: sending --------------------------------------------------------------
+
+    def _welcome(self, session: Session) -> bytes:
+        limits = {
+            "message": self._max_message_size,
+            "subscriptions": self._max_subscriptions,
+            "state": self._parser.max_state_size,
+        }
+        welcome = {
+            "type": "welcome",
+            "client": session.client,
+            "user": session.user,
+            "heartbeat": self._ping_interval,
+            "timeout": self._ping_timeout,
+            "limits": {key: value for key, value in limits.items() if value is not None},
+        }
+        return wire.dumps(welcome)
+
+    async def _send(self, session: Session, frame: bytes) -> None:
+        """Send a reply, waiting for the connection's flow control.
+
+        Raises:
+            ConnectionClosed: The connection is closed.
+        """
+        await Broadcast(frame, text=True).send(session.ws)
+        self.stats.messages_out += 1
+
+    def _write(self, session: Session, frame: bytes) -> None:
+        """Write one frame without waiting, under the slow-consumer policy."""
+        self._fanout(frame, (session,))
+
+    def _fanout(self, frame: bytes, sessions: dict[Session, None] | tuple[Session, ...]) -> None:
+        """Write one frame, encoded once, to many sessions, without waiting."""
+        if not sessions:
+            return
+        prepared = Broadcast(frame, text=True)
+        limit = self._max_buffer
+        written = 0
+        slow: list[Session] | None = None
+        for session in sessions:
+            ws = session.ws
+            if not prepared.write(ws):
+                continue
+            written += 1
+            if limit is not None and buffered_amount(ws) > limit:
+                if slow is None:
+                    slow = []
+                slow.append(session)
+        self.stats.messages_out += written
+        if slow is not None:
+            for session in slow:
+                self._overflow(session)
+
+    def _overflow(self, session: Session) -> None:
+        """Apply the slow-consumer policy: stop fan-out, close the connection."""
+        if session.closing:
+            return
+        session.closing = True
+        self.stats.slow_consumers += 1
+        self._logger.info("closing %s: slow consumer", session.client)
+        for ch in session.subs:
+            channel = self._channels.get(ch)
+            if channel is not None:
+                channel.remove(session)
+        self._spawn(session.ws.close(self._slow_consumer_code, "slow consumer"))
+        self._spawn(self._cleanup(session))
+
+    # --- private: housekeeping ---------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if not isinstance(exc, ConnectionClosed):
+                self._logger.error("hub background task failed", exc_info=exc)
+
+    def _forget_failed_handshakes(self) -> None:
+        """Drop identities of connections whose handshake failed after the hook."""
+        stale = [ws for ws in self._identities if ws.state is State.CLOSED]
+        for ws in stale:
+            del self._identities[ws]
+
+
+def _refusal(status: int, reason: str) -> Response:
+    headers = [("WWW-Authenticate", "Bearer")] if status == 401 else None
+    return Response.plain(status, reason + "\n", headers)
+
+
+def _error_for(request: wire.Request | None, code: wire.ErrorCode, reason: str) -> RequestError:
+    """Build an error reply about ``request``, echoing what identifies it."""
+    rid = None if request is None else request.rid
+    ch = getattr(request, "ch", None)
+    msg_id = getattr(request, "id", None)
+    return RequestError(code, reason, rid=rid, ch=ch, id=msg_id)

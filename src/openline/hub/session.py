@@ -1,0 +1,124 @@
+"""One hub connection's state: who it is, what it subscribed to, how it behaves."""
+
+from __future__ import annotations
+
+import collections
+import json
+
+from ..asyncio.server import ServerConnection
+from .auth import Identity
+
+__all__ = ["Session", "Subscription"]
+
+
+class Subscription:
+    """One channel a session subscribed to.
+
+    Attributes:
+        presence: Whether the session asked for presence snapshots and events.
+    """
+
+    __slots__ = ("presence",)
+
+    def __init__(self, presence: bool) -> None:
+        self.presence = presence
+
+
+class Session:
+    """A hub connection: its WebSocket, identity, subscriptions and budgets.
+
+    Args:
+        ws: The WebSocket connection.
+        identity: Who is connected.
+        info_json: ``identity.info`` encoded as JSON, once for the session's life.
+        anonymous: Whether the identity was made up for a connection without
+            authentication.
+        rate_limit: ``(messages, seconds)``: the token bucket's size and refill
+            period; ``None`` disables rate limiting.
+        max_errors: ``(errors, seconds)``: this many errors within the window
+            count as abuse; ``None`` never counts.
+    """
+
+    __slots__ = (
+        "_error_budget",
+        "_error_times",
+        "_rate",
+        "_tokens",
+        "_tokens_at",
+        "anonymous",
+        "client",
+        "closing",
+        "identity",
+        "info_json",
+        "subs",
+        "user",
+        "ws",
+    )
+
+    def __init__(
+        self,
+        ws: ServerConnection,
+        identity: Identity,
+        info_json: str,
+        *,
+        anonymous: bool,
+        rate_limit: tuple[int, float] | None,
+        max_errors: tuple[int, float] | None,
+        now: float,
+    ) -> None:
+        self.ws = ws
+        self.identity = identity
+        self.user = identity.user
+        self.client = str(ws.id)
+        self.info_json = info_json
+        #: Whether no ``authenticate`` hook vouched for the user.
+        self.anonymous = anonymous
+        self.subs: dict[str, Subscription] = {}
+        #: Set once the hub decided to close the connection.
+        self.closing = False
+        # Token bucket: capacity and refill rate in tokens per second.
+        self._rate = rate_limit
+        self._tokens = float(rate_limit[0]) if rate_limit is not None else 0.0
+        self._tokens_at = now
+        # Sliding window of the last errors' times, made on the first error: most
+        # connections never err, and an idle connection should stay small.
+        self._error_budget = max_errors
+        self._error_times: collections.deque[float] | None = None
+
+    @staticmethod
+    def encode_info(identity: Identity) -> str:
+        """Encode an identity's public info as JSON text.
+
+        Raises:
+            TypeError: The info isn't JSON-serializable.
+            ValueError: Likewise (circular references, non-finite numbers).
+        """
+        return json.dumps(
+            dict(identity.info), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
+
+    def take_token(self, now: float) -> bool:
+        """Spend one message from the rate budget; ``False`` when it is exhausted."""
+        rate = self._rate
+        if rate is None:
+            return True
+        capacity, period = rate
+        tokens = min(capacity, self._tokens + (now - self._tokens_at) * capacity / period)
+        self._tokens_at = now
+        if tokens < 1.0:
+            self._tokens = tokens
+            return False
+        self._tokens = tokens - 1.0
+        return True
+
+    def count_error(self, now: float) -> bool:
+        """Record an error; ``True`` when the connection crossed the abuse threshold."""
+        budget = self._error_budget
+        if budget is None:
+            return False
+        count, window = budget
+        times = self._error_times
+        if times is None:
+            times = self._error_times = collections.deque(maxlen=count)
+        times.append(now)
+        return len(times) == count and now - times[0] <= window

@@ -1,0 +1,145 @@
+"""broadcast(): one encoding for many connections, whatever their compression."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from openline.asyncio.broadcast import Broadcast, broadcast, buffered_amount
+from openline.asyncio.client import connect
+from openline.asyncio.server import ServerConnection
+from openline.exceptions import ConnectionClosed
+from openline.protocol import frames
+
+from .helpers import TIMEOUT, run_server, url_of
+
+
+async def collect(server_connections: list[ServerConnection], count: int) -> None:
+    """Wait until ``count`` connections reached the handler."""
+    while len(server_connections) < count:
+        await asyncio.sleep(0.001)
+
+
+async def test_broadcast_writes_one_frame_to_every_open_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    joined: list[ServerConnection] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        joined.append(ws)
+        async for _ in ws:  # read, so that the client's close is answered
+            pass
+
+    serialized = 0
+    serialize = frames.serialize_frame
+
+    def counting(*args: object, **kwargs: object) -> bytes:
+        nonlocal serialized
+        serialized += 1
+        return serialize(*args, **kwargs)  # type: ignore[arg-type]
+
+    async with run_server(handler, compression=None) as server:
+        clients = [await connect(url_of(server), compression=None) for _ in range(4)]
+        await collect(joined, 4)
+        monkeypatch.setattr("openline.asyncio.broadcast.serialize_frame", counting)
+        assert broadcast(joined, "hello") == 4
+        assert broadcast(joined, b"\x00\x01") == 4
+        assert broadcast(joined, "caf\xe9".encode(), text=True) == 4
+        assert serialized == 3
+        for client in clients:
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello"
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == b"\x00\x01"
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "café"
+            await client.close()
+
+
+async def test_broadcast_skips_closed_connections() -> None:
+    joined: list[ServerConnection] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        joined.append(ws)
+        async for _ in ws:  # read, so that the client's close is answered
+            pass
+
+    async with run_server(handler) as server:
+        gone = await connect(url_of(server))
+        await collect(joined, 1)
+        await gone.close()
+        await joined[0].wait_closed()
+        assert broadcast(joined, "anyone?") == 0
+        assert buffered_amount(joined[0]) == 0
+        with pytest.raises(ConnectionClosed):
+            await Broadcast("anyone?").send(joined[0])
+
+
+async def test_broadcast_goes_through_the_core_with_context_takeover() -> None:
+    joined: list[ServerConnection] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        joined.append(ws)
+        async for _ in ws:  # read, so that the client's close is answered
+            pass
+
+    async with run_server(handler, compression="deflate") as server:
+        client = await connect(url_of(server), compression="deflate")
+        await collect(joined, 1)
+        assert joined[0]._core is not None and joined[0]._core.extensions
+        for n in range(3):
+            assert broadcast(joined, f"message {n} " * 20) == 1
+        for n in range(3):
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == f"message {n} " * 20
+        await client.close()
+
+
+async def test_broadcast_waits_for_nothing_but_send_respects_a_fragmented_message() -> None:
+    joined: list[ServerConnection] = []
+    release = asyncio.Event()
+
+    async def handler(ws: ServerConnection) -> None:
+        joined.append(ws)
+        async for _ in ws:  # read, so that the client's close is answered
+            pass
+
+    async def fragments() -> AsyncIterator[str]:
+        yield "frag"
+        await release.wait()
+        yield "ment"
+
+    async with run_server(handler) as server:
+        client = await connect(url_of(server))
+        await collect(joined, 1)
+        ws = joined[0]
+        sending = asyncio.create_task(ws.send(fragments()))
+        await asyncio.sleep(0.01)
+        # In the middle of a fragmented message: broadcast skips it, send() queues.
+        assert broadcast([ws], "skipped") == 0
+        queued = asyncio.create_task(Broadcast("after").send(ws))
+        await asyncio.sleep(0.01)
+        assert not queued.done()
+        release.set()
+        await sending
+        await queued
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "fragment"
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "after"
+        await client.close()
+
+
+async def test_buffered_amount_grows_when_the_peer_stops_reading() -> None:
+    joined: list[ServerConnection] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        joined.append(ws)
+        async for _ in ws:  # read, so that the client's close is answered
+            pass
+
+    async with run_server(handler, compression=None) as server:
+        client = await connect(url_of(server), compression=None)
+        await collect(joined, 1)
+        client._transport.pause_reading()
+        prepared = Broadcast("x" * 65536)
+        while buffered_amount(joined[0]) == 0:
+            assert prepared.write(joined[0])
+        assert buffered_amount(joined[0]) > 0
+        client._transport.abort()

@@ -1,0 +1,118 @@
+"""The Hub object: arguments, serving, closing, metrics and the public names."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from typing import Any
+
+import pytest
+
+import openline.hub
+from openline.hub import Hub, MemoryEngine
+from openline.hub.backends.base import Engine
+
+from .helpers import MS, run_hub, wait_for
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"presence_limit": -1}, "presence_limit"),
+        ({"count_interval": 0}, "count_interval"),
+        ({"state_interval": -1}, "state_interval"),
+        ({"state_ttl": float("nan")}, "state_ttl"),
+        ({"max_message_size": 0}, "max_message_size"),
+        ({"max_state_size": 1}, "max_state_size"),
+        ({"max_channel_length": 0}, "max_channel_length"),
+        ({"max_subscriptions": 0}, "max_subscriptions"),
+        ({"rate_limit": (0, 1.0)}, "rate_limit"),
+        ({"rate_limit": (10, 0)}, "rate_limit"),
+        ({"rate_limit": 10}, "rate_limit"),
+        ({"max_errors": (1, 2.0, 3)}, "max_errors"),
+        ({"max_buffer": 0}, "max_buffer"),
+        ({"ping_interval": 0}, "ping_interval"),
+        ({"ping_timeout": -2}, "ping_timeout"),
+    ],
+)
+def test_the_hub_checks_its_arguments(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Hub(MemoryEngine(), **kwargs)
+
+
+def test_the_slow_consumer_code_must_be_sendable() -> None:
+    with pytest.raises(ValueError):
+        Hub(MemoryEngine(), slow_consumer_code=1006)
+
+
+@pytest.mark.parametrize(
+    "name", ["subprotocols", "select_subprotocol", "ping_interval", "ping_timeout"]
+)
+def test_serve_refuses_what_the_hub_decides(name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Hub(MemoryEngine()).serve("127.0.0.1", 0, **{name: None})
+
+
+async def test_a_hub_without_an_engine_owns_a_memory_engine() -> None:
+    hub = Hub()
+    assert isinstance(hub.engine, MemoryEngine)
+    await hub.publish("a", 1)
+    await hub.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await hub.publish("a", 1)
+
+
+async def test_a_hub_leaves_a_given_engine_open(engine: Engine) -> None:
+    hub = Hub(engine)
+    await hub.close()
+    assert (await engine.publish("a", b"1")).offset == 1
+
+
+async def test_metrics_count_connections_and_messages(engine: Engine) -> None:
+    async with run_hub(engine) as running:
+        reader = await running.client()
+        await reader.subscribe("a")
+        writer = await running.client()
+        await writer.publish("a", 1)
+        await reader.expect("message")
+        metrics = running.hub.metrics()
+        assert metrics == {
+            "connections": 2,
+            "connections_total": 2,
+            "messages_in": 2,
+            # two welcomes, subscribed, ack, message
+            "messages_out": 5,
+            "publishes": 1,
+            "slow_consumers": 0,
+            "abuse_closes": 0,
+        }
+        await writer.close()
+        await wait_for(lambda: running.hub.metrics()["connections"] == 1)
+
+
+async def test_closing_the_server_removes_everyone_from_presence(engine: Engine) -> None:
+    async with run_hub(engine) as running:
+        client = await running.client()
+        await client.subscribe("room")
+    snapshot = await engine.presence_snapshot("room")
+    assert snapshot.count == 0
+
+
+async def test_state_updates_waiting_at_close_are_dropped_quietly(engine: Engine) -> None:
+    async with run_hub(engine, state_interval=1.0) as running:
+        client = await running.client()
+        await client.subscribe("room")
+        await client.send(type="state", ch="room", state={"n": 1})
+        await client.send(type="state", ch="room", state={"n": 2})
+        await client.send(type="ping")
+        await client.expect("pong")
+    await asyncio.sleep(10 * MS)
+
+
+def test_the_public_names_are_exported() -> None:
+    for name in openline.hub.__all__:
+        assert hasattr(openline.hub, name), name
+    for module in ("auth", "channel", "hub", "metrics", "presence", "session", "wire"):
+        imported = importlib.import_module(f"openline.hub.{module}")
+        for name in imported.__all__:
+            assert hasattr(imported, name), (module, name)
