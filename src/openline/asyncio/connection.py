@@ -34,7 +34,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from typing import Any, NoReturn, cast
 
 from ..exceptions import ConcurrencyError, ConnectionClosedOK, InvalidState
@@ -81,8 +81,10 @@ class Connection(asyncio.Protocol):
         "_close_armed",
         "_closed_waiter",
         "_core",
+        "_dispatching",
         "_drain_waiters",
         "_id",
+        "_listener",
         "_loop",
         "_lost",
         "_messages",
@@ -124,6 +126,11 @@ class Connection(asyncio.Protocol):
         self._response_head: bytes | None = None
         self.latency = 0.0
         self.subprotocol: str | None = None
+        # The low-level API: a callback that takes messages instead of recv().
+        self._listener: Callable[[Connection, Data], object] | None = None
+        # True while data_received hands out messages: sends made from a
+        # listener then are written together, once, when it returns (corking).
+        self._dispatching = False
 
     # --- public properties -------------------------------------------------------------
 
@@ -232,6 +239,63 @@ class Connection(asyncio.Protocol):
                 yield await self.recv()
         except ConnectionClosedOK:
             return
+
+    # --- public API: low level --------------------------------------------------------
+
+    def listen(self, listener: Callable[[Connection, Data], object]) -> None:
+        """Take messages through a callback instead of ``recv()``: the low-level API.
+
+        From now on, ``listener(connection, message)`` is called for every
+        message, synchronously, from the event loop's data callback: no future,
+        no task switch, no queue. Messages already waiting are handed over at
+        once, in order. Answer with :meth:`send_nowait`; answers sent while
+        messages are being handed out are written together, in one system call.
+
+        .. warning::
+            The listener runs inside the event loop's I/O callback: it must not
+            block, and it cannot ``await``. Start a task for anything slow. An
+            exception it raises fails the connection with 1011.
+
+        Choose ``recv()`` / ``async for`` for ordinary code, and ``listen`` where
+        every microsecond per message counts (echo, relays, games, fan-out).
+
+        Raises:
+            ConcurrencyError: A coroutine is waiting in ``recv()``.
+        """
+        if self._messages.has_waiter:
+            raise ConcurrencyError("cannot listen() while a coroutine waits in recv()")
+        self._listener = listener
+        while (message := self._messages.get_nowait()) is not None:
+            self._call_listener(listener, message)
+
+    def send_nowait(self, message: DataLike) -> None:
+        """Send a message without waiting: the low-level counterpart of ``send()``.
+
+        The frame is written at once (or, from a :meth:`listen` callback, with
+        the other answers to the same read). Nothing waits for the write buffer
+        to drain: check :attr:`buffered_amount` to apply backpressure yourself.
+
+        Raises:
+            ConnectionClosed: The connection is closing or closed.
+            InvalidState: A fragmented message is being sent.
+            TypeError: ``message`` is neither ``str`` nor bytes-like.
+        """
+        core = self._core
+        if core is None or core.state is not _OPEN:
+            raise self._close_exc()
+        if isinstance(message, str):
+            core.send_text(message.encode())
+        elif isinstance(message, _BYTES_LIKE):
+            core.send_binary(message)
+        else:
+            raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes-like")
+        if not self._dispatching:
+            self._flush(core)
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes written but not yet sent to the network (the transport's buffer)."""
+        return self._transport.get_write_buffer_size()
 
     # --- public API: sending -----------------------------------------------------------
 
@@ -390,7 +454,11 @@ class Connection(asyncio.Protocol):
         core.receive_data(data)
         events = core.events_received()
         if events:
-            self._dispatch(events)
+            self._dispatching = True
+            try:
+                self._dispatch(events)
+            finally:
+                self._dispatching = False
         self._flush(core)
 
     def eof_received(self) -> None:
@@ -465,12 +533,28 @@ class Connection(asyncio.Protocol):
 
     def _dispatch(self, events: list[Event]) -> None:
         messages = self._messages
+        listener = self._listener
         for event in events:
             if type(event) is TextMessage or type(event) is BinaryMessage:
-                messages.put(event.data)
+                if listener is None:
+                    messages.put(event.data)
+                else:
+                    self._call_listener(listener, event.data)
             elif type(event) is Pong:
                 self._receive_pong(event.data)
             # Ping: the core already queued the pong. Close: handled in _flush.
+
+    def _call_listener(self, listener: Callable[[Connection, Data], object], data: Data) -> None:
+        try:
+            listener(self, data)
+        except Exception:
+            self._settings.logger.exception("message listener failed")
+            core = self._core
+            if core is not None and core.state is _OPEN:
+                core.fail(CloseCode.INTERNAL_ERROR, "listener failed")
+                self._messages.close(self._close_exc)
+                if not self._dispatching:
+                    self._flush(core)
 
     def _receive_pong(self, data: bytes) -> None:
         """Resolve the ping that ``data`` answers, and every earlier one."""

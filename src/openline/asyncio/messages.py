@@ -56,6 +56,12 @@ class MessageQueue:
         """Whether :meth:`close` was called."""
         return self._closed is not None
 
+    @property
+    def has_waiter(self) -> bool:
+        """Whether a coroutine waits in :meth:`get`."""
+        waiter = self._waiter
+        return waiter is not None and not waiter.done()
+
     def __len__(self) -> int:
         messages = self._messages
         return 0 if messages is None else len(messages)
