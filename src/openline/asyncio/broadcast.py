@@ -116,7 +116,7 @@ class Broadcast:
             return False
         extensions = core.extensions
         if not extensions:
-            connection._transport.write(self.frame)
+            connection._write([self.frame])
             return True
         shared = _shared_deflate(extensions)
         if shared is None:
@@ -127,7 +127,7 @@ class Broadcast:
                 core.send_binary(self.payload)
             connection._flush(core)
             return True
-        connection._transport.write(self._compressed_frame(*shared))
+        connection._write([self._compressed_frame(*shared)])
         return True
 
     def _compressed_frame(self, key: _DeflateKey, extension: PerMessageDeflate) -> bytes:
@@ -165,17 +165,14 @@ def broadcast(connections: Iterable[Connection], message: DataLike, *, text: boo
 
 
 def buffered_amount(connection: Connection) -> int:
-    """Bytes written to ``connection`` that the transport hasn't sent yet.
+    """Bytes written to ``connection`` that haven't reached the network yet.
 
     Returns 0 before the connection is made and after it is lost.
     """
-    if connection._lost:
-        return 0
     try:
-        transport = connection._transport
+        return connection.buffered_amount
     except AttributeError:  # connection_made hasn't run
         return 0
-    return transport.get_write_buffer_size()
 
 
 def _shared_deflate(

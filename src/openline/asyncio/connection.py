@@ -34,6 +34,7 @@ import asyncio
 import os
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from typing import Any, NoReturn, cast
 
@@ -81,6 +82,8 @@ class Connection(asyncio.Protocol):
         "_close_armed",
         "_closed_waiter",
         "_core",
+        "_corked",
+        "_corked_size",
         "_dispatching",
         "_drain_waiters",
         "_id",
@@ -131,6 +134,10 @@ class Connection(asyncio.Protocol):
         # True while data_received hands out messages: sends made from a
         # listener then are written together, once, when it returns (corking).
         self._dispatching = False
+        # Frames written during this turn of the event loop, sent together at its
+        # end (see _Cork): one system call per connection per turn, not per frame.
+        self._corked: list[bytes] | None = None
+        self._corked_size = 0
 
     # --- public properties -------------------------------------------------------------
 
@@ -294,7 +301,14 @@ class Connection(asyncio.Protocol):
 
     @property
     def buffered_amount(self) -> int:
-        """Bytes written but not yet sent to the network (the transport's buffer)."""
+        """Bytes the network didn't take yet: the transport's write buffer.
+
+        Frames written during the current event loop turn (at most
+        ``write_limit`` bytes) go out at its end and aren't counted: a reader
+        that keeps up takes them at once.
+        """
+        if self._lost:
+            return 0
         return self._transport.get_write_buffer_size()
 
     # --- public API: sending -----------------------------------------------------------
@@ -646,6 +660,43 @@ class Connection(asyncio.Protocol):
             self._holding_close(core)
 
     def _write(self, chunks: list[bytes]) -> None:
+        """Queue ``chunks`` to go out at the end of this event loop turn.
+
+        A ``b""`` chunk (half-close) is written at once, after everything before it.
+        """
+        if b"" in chunks or self._lost:
+            self._uncork()
+            self._write_now(chunks)
+            return
+        corked = self._corked
+        if corked is None:
+            corked = self._corked = []
+            _cork_for(self._loop).add(self)
+        corked.extend(chunks)
+        size = self._corked_size
+        for chunk in chunks:
+            size += len(chunk)
+        self._corked_size = size
+        if size >= self._settings.write_high:
+            # Past the write limit: let the transport see it now, so that flow
+            # control (pause_writing) applies to a sender that never yields.
+            self._uncork()
+
+    def _uncork(self) -> None:
+        """Write what this turn corked, in one call."""
+        corked = self._corked
+        if corked is None:
+            return
+        self._corked = None
+        self._corked_size = 0
+        if self._lost:
+            return
+        if len(corked) == 1:
+            self._transport.write(corked[0])
+        else:
+            self._transport.writelines(corked)
+
+    def _write_now(self, chunks: list[bytes]) -> None:
         transport = self._transport
         if len(chunks) == 1 and chunks[0]:
             transport.write(chunks[0])
@@ -660,7 +711,13 @@ class Connection(asyncio.Protocol):
                 transport.writelines(pending)
                 pending = []
             if transport.can_write_eof():
-                transport.write_eof()
+                try:
+                    transport.write_eof()
+                except OSError:
+                    # The peer reset the connection first (ENOTCONN, e.g. a
+                    # browser tab closing): nothing more can be sent. The loss
+                    # reaches connection_lost like any other.
+                    transport.abort()
             else:
                 transport.close()  # TLS can't half-close; close() flushes first
         if pending:
@@ -824,3 +881,40 @@ def _check_fragment(chunk: object, text: bool | None) -> bool:
 async def _as_async(items: Iterable[DataLike]) -> AsyncIterator[DataLike]:
     for item in items:
         yield item
+
+
+class _Cork:
+    """The connections of one event loop that have corked writes this turn.
+
+    One ``call_soon`` per loop turn flushes them all: a fan-out to thousands of
+    connections costs one callback, and each connection one write per turn.
+    """
+
+    __slots__ = ("_loop", "_pending", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: list[Connection] = []
+        self._scheduled = False
+
+    def add(self, connection: Connection) -> None:
+        self._pending.append(connection)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        for connection in pending:
+            connection._uncork()
+
+
+_CORKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Cork] = weakref.WeakKeyDictionary()
+
+
+def _cork_for(loop: asyncio.AbstractEventLoop) -> _Cork:
+    cork = _CORKS.get(loop)
+    if cork is None:
+        cork = _CORKS[loop] = _Cork(loop)
+    return cork
