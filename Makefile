@@ -10,16 +10,20 @@ PORT ?= 8765
 # Pythons the core and interop tests also run on (CI runs them all).
 MATRIX ?= $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3 $(HOME)/.pyenv/versions/3.12.*/bin/python3 $(HOME)/.pyenv/versions/3.13.*/bin/python3)
 
-.PHONY: help serve test test-matrix style types coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps clean
+.PHONY: help serve test test-matrix style types coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps e2e screenshot bench bench-quick clean
 
 help:
-	@echo "make serve        run the main job: the echo server on $(HOST):$(PORT)"
+	@echo "make serve        run the main job: the hub and its demo page on http://$(HOST):$(PORT)/"
 	@echo "make test         install everything and run the whole test suite (what CI runs)"
 	@echo "make test-matrix  core, asyncio and interop tests on Python 3.10, 3.12 and 3.13"
 	@echo "make style        ruff check and ruff format --check"
 	@echo "make types        mypy --strict on src/"
 	@echo "make coverage     the suite with branch coverage"
+	@echo "make e2e          the browser tests: the demo page in headless Chromium (apt: chromium)"
+	@echo "make screenshot   the browser tests, refreshing docs/demo.png"
 	@echo "make autobahn-all Autobahn|Testsuite including compression (sections 12-13, ~30 min)"
+	@echo "make bench        openline side by side with its peers into bench/results (~30 min)"
+	@echo "make bench-quick  the same as a 1-minute smoke run into bench/results/quick"
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +32,7 @@ $(STAMP): pyproject.toml setup.py
 	touch $@
 
 serve: $(STAMP)
-	$(BIN)/openline serve --echo --host $(HOST) --port $(PORT)
+	$(BIN)/openline serve --host $(HOST) --port $(PORT)
 
 node-deps: tests/interop/node/node_modules/.package-lock.json
 
@@ -72,6 +76,20 @@ autobahn: $(STAMP) autobahn-deps
 
 autobahn-all: $(STAMP) autobahn-deps
 	OPENLINE_AUTOBAHN_ALL=1 $(BIN)/python -m pytest tests/autobahn -v -s
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/openline bench $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/openline bench --quick $(BENCH_ARGS)
+
+e2e: $(STAMP)
+	$(BIN)/python -m pytest tests/e2e -v
+
+screenshot: $(STAMP)
+	OPENLINE_UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest tests/e2e -q -k fresher
 
 fuzz: $(STAMP)
 	$(BIN)/python fuzz/fuzz_connection.py -runs=200000
