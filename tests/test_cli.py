@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import pathlib
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from typing import Any
 
 import pytest
+import trustme
 
 import openline
 from openline.protocol.http11 import Response
@@ -46,6 +54,19 @@ async def run_cli_async(*args: str, stdin: str = "") -> tuple[int, str, str]:
         (["serve", "--ping-interval", "-1"], "expected a positive number of seconds, got -1"),
         (["serve", "--keyfile", "k.pem"], "--keyfile needs --certfile"),
         (["serve", "--certfile", "/nonexistent.pem"], "cannot load certificate '/nonexistent.pem'"),
+        (["serve", "--history-size", "-1"], "expected a number >= 0 or 'off', got -1"),
+        (["serve", "--history-ttl", "soon"], "expected seconds or 'off', got 'soon'"),
+        (["serve", "--rate-limit", "many"], "expected MESSAGES/SECONDS like 100/1"),
+        (["serve", "--rate-limit", "0/1"], "expected positive numbers like 100/1"),
+        (["serve", "--ticker-interval", "2-1"], "expected 0 < MIN <= MAX seconds, got '2-1'"),
+        (["serve", "--ticker-interval", "x"], "expected SECONDS or MIN-MAX like 0.25-1"),
+        (["serve", "--max-message", "big"], "expected a size like 1048576"),
+        (["serve", "--echo", "--history-size", "5"], "--history-size applies to the hub, not"),
+        (["serve", "--echo", "--no-ticker"], "--no-ticker applies to the hub, not to --echo"),
+        (
+            ["serve", "--history-size", "off", "--history-ttl", "off"],
+            "history_size and history_ttl can't both be None",
+        ),
         (["connect"], "the following arguments are required: uri"),
         (["connect", "http://example.com/"], "URI must start with ws:// or wss://"),
         (
@@ -157,12 +178,18 @@ def test_connect_exit_status_1_when_nothing_listens() -> None:
     assert "cannot connect to" in result.stderr
 
 
-async def test_serve_echoes_and_shuts_down_gracefully_on_sigint() -> None:
+async def test_serve_echo_echoes_and_shuts_down_gracefully_on_sigint() -> None:
+    # The flags the Autobahn driver uses.
     proc = await asyncio.create_subprocess_exec(
         *CLI,
         "serve",
+        "--echo",
         "--port",
         "0",
+        "--max-size",
+        "32MiB",
+        "--ping-interval",
+        "off",
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -184,6 +211,126 @@ async def test_serve_echoes_and_shuts_down_gracefully_on_sigint() -> None:
             proc.kill()
             await proc.wait()
     assert "shutting down" in (await proc.stderr.read()).decode()
+
+
+async def _read_json(url: str) -> Any:
+    """GET a URL with the standard library, in a thread."""
+
+    def fetch() -> Any:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+            return response.status, json.loads(response.read())
+
+    return await asyncio.to_thread(fetch)
+
+
+async def test_serve_runs_the_hub_with_its_page_and_shuts_down_with_1001() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "serve",
+        "--port",
+        "0",
+        "--ticker-interval",
+        "0.05",
+        "--history-size",
+        "10",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)).decode()
+        match = re.search(r"open (http://127\.0\.0\.1:(\d+)/) in a browser", line)
+        assert match, line
+        base, port = match.group(1), match.group(2)
+        endpoint = (await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)).decode()
+        assert f"ws://127.0.0.1:{port}/ws" in endpoint and "openline.v1" in endpoint
+        status, health = await _read_json(base + "healthz")
+        assert status == 200 and health["status"] == "ok"
+        status, tick = await _read_json(base + "api/ticker")
+        assert status == 200 and tick["seq"] >= 1
+        uri = f"ws://127.0.0.1:{port}/ws"
+        async with openline.connect(uri, subprotocols=["openline.v1"]) as ws:
+            assert json.loads(await ws.recv())["type"] == "welcome"
+            await ws.send(json.dumps({"type": "subscribe", "ch": "ticker"}))
+            seen = {json.loads(await ws.recv())["type"] for _ in range(3)}
+            assert seen == {"subscribed", "message"}
+            proc.send_signal(signal.SIGINT)
+            with pytest.raises(openline.exceptions.ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(ws.recv(), TIMEOUT)
+            assert ws.close_code == 1001
+        assert await asyncio.wait_for(proc.wait(), TIMEOUT) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert "shutting down" in (await proc.stderr.read()).decode()
+
+
+async def test_serve_without_ticker_has_no_ticker() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "serve", "--port", "0", "--no-ticker", stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)).decode()
+        match = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert match, line
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            await _read_json(match.group(0) + "api/ticker")
+        assert caught.value.code == 404
+        caught.value.close()
+        _, health = await _read_json(match.group(0) + "healthz")
+        assert health["ticker"] is None
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), TIMEOUT) == 0
+
+
+async def test_serve_with_a_certificate_serves_https_and_wss(tmp_path: pathlib.Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "serve",
+        "--port",
+        "0",
+        "--no-ticker",
+        "--certfile",
+        str(certfile),
+        "--keyfile",
+        str(keyfile),
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)).decode()
+        match = re.search(r"https://127\.0\.0\.1:(\d+)/", line)
+        assert match, line
+        endpoint = (await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)).decode()
+        assert f"wss://127.0.0.1:{match.group(1)}/ws" in endpoint
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        uri = f"wss://127.0.0.1:{match.group(1)}/ws"
+        async with openline.connect(uri, ssl=context, subprotocols=["openline.v1"]) as ws:
+            assert json.loads(await ws.recv())["type"] == "welcome"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), TIMEOUT) == 0
+
+
+def test_serve_refuses_a_port_in_use_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--port", str(port))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0], result.stderr
 
 
 def test_python_dash_m_runs_the_cli() -> None:

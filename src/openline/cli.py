@@ -1,4 +1,4 @@
-"""The ``openline`` command: ``serve`` and ``connect``.
+"""The ``openline`` command: ``serve``, ``connect`` and ``bench``.
 
 This is the only module that reads flags and environment variables; it maps
 them to keyword arguments of the library. Bad arguments print one line and
@@ -102,6 +102,32 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    return _positive_float(text)
+
+
+def _cpu(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a CPU number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a CPU number, got {value}")
+    return value
+
+
 def _header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
@@ -119,19 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    serve = commands.add_parser("serve", help="run a WebSocket server")
-    serve.add_argument("--echo", action="store_true", help="echo every message back (default)")
-    serve.add_argument("--host", default=os.environ.get("OPENLINE_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=_port, default=_port(os.environ.get("OPENLINE_PORT", "8765")))
-    serve.add_argument("--certfile", help="PEM certificate chain: serve wss:// (TLS)")
-    serve.add_argument("--keyfile", help="PEM private key for --certfile")
-    serve.add_argument("--max-size", type=_size, default=2**20, help="largest message (1MiB)")
-    serve.add_argument("--max-connections", type=_positive_int, default=None)
-    serve.add_argument("--ping-interval", type=_seconds_or_off, default=20.0)
-    serve.add_argument("--ping-timeout", type=_seconds_or_off, default=20.0)
-    serve.add_argument("--no-compression", action="store_true", help="refuse permessage-deflate")
-    serve.add_argument("--origin", action="append", dest="origins", help="allowed Origin (repeat)")
-    serve.set_defaults(run=_run_serve)
+    _add_serve(commands)
 
     connect = commands.add_parser(
         "connect",
@@ -157,7 +171,47 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("--open-timeout", type=_seconds_or_off, default=10.0)
     connect.add_argument("-q", "--quiet", action="store_true", help="no status lines on stderr")
     connect.set_defaults(run=_run_connect)
+    _add_bench(commands)
     return parser
+
+
+def _add_bench(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark openline against other WebSocket servers",
+        description=(
+            "Run every scenario against openline, websockets, aiohttp, picows and a raw TCP "
+            "ceiling, each server pinned to one CPU and the load generator to another, and write "
+            "results.json, results.md and results.png. Needs the bench extra: "
+            "pip install 'openline[bench]'."
+        ),
+    )
+    bench.add_argument("--quick", action="store_true", help="a smoke run: 0.5 s windows, few conns")
+    bench.add_argument("-r", "--repetitions", type=_positive_int, help="runs of each (3; quick: 1)")
+    bench.add_argument("--window", type=_positive_float, help="seconds measured per run (10)")
+    bench.add_argument("--warmup", type=_non_negative_float, help="seconds before each window (1)")
+    bench.add_argument(
+        "-s", "--scenario", action="append", dest="scenarios", help="run only this one (repeat)"
+    )
+    bench.add_argument("--server", action="append", dest="servers", help="only this one (repeat)")
+    bench.add_argument("--deadline", type=_positive_float, default=100.0, help="fan-out, ms (100)")
+    bench.add_argument("--idle-connections", type=_positive_int, help="idle scenarios (10000)")
+    bench.add_argument("--server-cpu", type=_cpu, default=0, help="CPU for the servers (0)")
+    bench.add_argument("--client-cpu", type=_cpu, default=1, help="CPU for the generator (1)")
+    bench.add_argument("-o", "--output", help="results directory (bench/results)")
+    bench.add_argument("--no-chart", action="store_true", help="skip results.png")
+    bench.add_argument(
+        "--profile", action="store_true", help="cProfile openline's servers into OUTPUT/profiles"
+    )
+    bench.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="instead: openline's Python memory per idle connection, by file and line",
+    )
+    bench.add_argument("--deflate", action="store_true", help="with --breakdown: compression on")
+    bench.add_argument("--list", action="store_true", help="list scenarios and servers, then exit")
+    bench.add_argument("--report", metavar="JSON", help="redraw the report from a results.json")
+    bench.set_defaults(run=_run_bench)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,6 +239,115 @@ def _run_loop(coro: Coroutine[Any, Any, int]) -> int:
 
 # --- serve ------------------------------------------------------------------------------
 
+# Flags of the hub only; they stay unset unless given, so that --echo can refuse them.
+_HUB_FLAGS = {
+    "history_size": "--history-size",
+    "history_ttl": "--history-ttl",
+    "max_message": "--max-message",
+    "max_subscriptions": "--max-subscriptions",
+    "rate_limit": "--rate-limit",
+    "max_buffer": "--max-buffer",
+    "no_ticker": "--no-ticker",
+    "ticker_interval": "--ticker-interval",
+}
+
+
+def _count_or_off(text: str) -> int | None:
+    if text.lower() in ("off", "none"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number or 'off', got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'off', got {value}")
+    return value
+
+
+def _rate(text: str) -> tuple[int, float] | None:
+    """Parse ``100/1`` (messages per seconds) or ``off``."""
+    if text.lower() in ("off", "none"):
+        return None
+    count, sep, seconds = text.partition("/")
+    try:
+        value = (int(count), float(seconds) if sep else 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected MESSAGES/SECONDS like 100/1, or 'off', got {text!r}"
+        ) from None
+    if value[0] < 1 or not value[1] > 0:
+        raise argparse.ArgumentTypeError(f"expected positive numbers like 100/1, got {text!r}")
+    return value
+
+
+def _interval_range(text: str) -> tuple[float, float]:
+    """Parse ``0.5`` (regular) or ``0.25-1`` (random within the range), in seconds."""
+    low_text, sep, high_text = text.partition("-")
+    try:
+        low = float(low_text)
+        high = float(high_text) if sep else low
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected SECONDS or MIN-MAX like 0.25-1, got {text!r}"
+        ) from None
+    if not 0 < low <= high:
+        raise argparse.ArgumentTypeError(f"expected 0 < MIN <= MAX seconds, got {text!r}")
+    return low, high
+
+
+def _add_serve(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the hub with its demo page (or, with --echo, an echo server)",
+        description=(
+            "Run the openline hub (subprotocol openline.v1, in-memory engine) and, on the same "
+            "port, the demo page at /, the browser client at /openline.js, /healthz and "
+            "/api/ticker. WebSocket clients connect to /ws. Ctrl-C closes every connection "
+            "with 1001 and exits."
+        ),
+    )
+    unset = argparse.SUPPRESS
+    serve.add_argument("--echo", action="store_true", help="run a plain echo server instead")
+    serve.add_argument("--host", default=os.environ.get("OPENLINE_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=_port, default=_port(os.environ.get("OPENLINE_PORT", "8765")))
+    serve.add_argument("--certfile", help="PEM certificate chain: serve https:// and wss:// (TLS)")
+    serve.add_argument("--keyfile", help="PEM private key for --certfile")
+    serve.add_argument(
+        "--max-size",
+        type=_size,
+        default=unset,
+        help="largest WebSocket message (echo: 1MiB; hub: 4 x --max-message)",
+    )
+    serve.add_argument("--max-connections", type=_positive_int, default=None)
+    serve.add_argument(
+        "--ping-interval", type=_seconds_or_off, default=unset, help="seconds (echo: 20; hub: 10)"
+    )
+    serve.add_argument(
+        "--ping-timeout", type=_seconds_or_off, default=unset, help="seconds (echo: 20; hub: 10)"
+    )
+    serve.add_argument(
+        "--no-compression",
+        action="store_true",
+        help="echo: refuse permessage-deflate (the hub never compresses)",
+    )
+    serve.add_argument("--origin", action="append", dest="origins", help="allowed Origin (repeat)")
+    hub = serve.add_argument_group("hub (not with --echo)")
+    hub.add_argument("--history-size", type=_count_or_off, default=unset, help="messages (1000)")
+    hub.add_argument("--history-ttl", type=_seconds_or_off, default=unset, help="seconds (300)")
+    hub.add_argument("--max-message", type=_size, default=unset, help="client message (64KiB)")
+    hub.add_argument(
+        "--max-subscriptions", type=_count_or_off, default=unset, help="per client (100)"
+    )
+    hub.add_argument("--rate-limit", type=_rate, default=unset, help="MESSAGES/SECONDS (100/1)")
+    hub.add_argument("--max-buffer", type=_size, default=unset, help="per client (1MiB)")
+    hub.add_argument("--no-ticker", action="store_true", default=unset, help="no demo ticker")
+    hub.add_argument(
+        "--ticker-interval", type=_interval_range, default=unset, help="SECONDS or MIN-MAX (0.25-1)"
+    )
+    serve.set_defaults(run=_run_serve)
+
 
 def _server_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
     if args.certfile is None:
@@ -201,6 +364,11 @@ def _server_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     context = _server_ssl(args)
+    if not args.echo:
+        return _run_loop(_serve_hub(args, context))
+    for name, flag in _HUB_FLAGS.items():
+        if hasattr(args, name):
+            raise UsageError(f"{flag} applies to the hub, not to --echo")
     return _run_loop(_serve(args, context))
 
 
@@ -223,10 +391,10 @@ async def _serve(args: argparse.Namespace, context: ssl.SSLContext | None) -> in
             ssl=context,
             compression=None if args.no_compression else "deflate",
             origins=args.origins,
-            max_size=args.max_size,
+            max_size=getattr(args, "max_size", 2**20),
             max_connections=args.max_connections,
-            ping_interval=args.ping_interval,
-            ping_timeout=args.ping_timeout,
+            ping_interval=getattr(args, "ping_interval", 20.0),
+            ping_timeout=getattr(args, "ping_timeout", 20.0),
         )
     except OSError as exc:
         raise UsageError(
@@ -244,6 +412,83 @@ async def _serve(args: argparse.Namespace, context: ssl.SSLContext | None) -> in
     print("shutting down: closing every connection with 1001", file=sys.stderr, flush=True)
     server.close()
     await server.wait_closed()
+    return EXIT_OK
+
+
+def _hub_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Map the hub's flags to ``Hub`` arguments; flags not given keep the defaults."""
+    names = {
+        "max_message": "max_message_size",
+        "max_subscriptions": "max_subscriptions",
+        "rate_limit": "rate_limit",
+        "max_buffer": "max_buffer",
+        "ping_interval": "ping_interval",
+        "ping_timeout": "ping_timeout",
+    }
+    return {option: getattr(args, flag) for flag, option in names.items() if hasattr(args, flag)}
+
+
+def _listening_urls(server: Any, secure: bool) -> list[tuple[str, str]]:
+    """The ``(http, ws)`` base URLs of each listening socket."""
+    urls = []
+    for sock in server.sockets:
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        urls.append(
+            (
+                f"{'https' if secure else 'http'}://{shown}:{port}",
+                f"{'wss' if secure else 'ws'}://{shown}:{port}",
+            )
+        )
+    return urls
+
+
+async def _serve_hub(args: argparse.Namespace, context: ssl.SSLContext | None) -> int:
+    from .hub import MemoryEngine
+    from .web import WS_PATH, create_app
+
+    engine_options = {
+        name: getattr(args, name) for name in ("history_size", "history_ttl") if hasattr(args, name)
+    }
+    try:
+        engine = MemoryEngine(**engine_options)
+        app = create_app(
+            engine=engine,
+            ticker=not getattr(args, "no_ticker", False),
+            **(
+                {"ticker_interval": args.ticker_interval}
+                if hasattr(args, "ticker_interval")
+                else {}
+            ),
+            **_hub_options(args),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    serve_options: dict[str, Any] = {
+        "ssl": context,
+        "origins": args.origins,
+        "max_connections": args.max_connections,
+    }
+    if hasattr(args, "max_size"):
+        serve_options["max_size"] = args.max_size
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set_result, None)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(engine.close)
+        try:
+            server = await stack.enter_async_context(app.run(args.host, args.port, **serve_options))
+        except OSError as exc:
+            raise UsageError(
+                f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+            ) from None
+        for http_url, ws_url in _listening_urls(server, context is not None):
+            print(f"openline hub: open {http_url}/ in a browser (Ctrl-C to stop)", flush=True)
+            print(f"  hub endpoint {ws_url}{WS_PATH} (subprotocol openline.v1)", flush=True)
+            print(f"  health       {http_url}/healthz", flush=True)
+        await stop
+        print("shutting down: closing every connection with 1001", file=sys.stderr, flush=True)
     return EXIT_OK
 
 
@@ -381,6 +626,78 @@ async def _command(ws: object, line: str, args: argparse.Namespace) -> bool:
         return False
     _status(args, f"unknown command /{name}: try /ping, /close [code [reason]], /quit")
     return True
+
+
+# --- bench ------------------------------------------------------------------------------
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    if args.list:
+        return _list_bench()
+    if args.report:
+        return _redraw_bench(args)
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        raise UsageError("openline bench needs uvloop: pip install 'openline[bench]'") from None
+    if args.breakdown:
+        from .bench.breakdown import run as breakdown
+
+        breakdown(args.idle_connections or 1000, compression="deflate" if args.deflate else None)
+        return EXIT_OK
+    from .bench.runner import Options, run
+
+    options = Options(
+        scenarios=args.scenarios,
+        servers=args.servers,
+        repetitions=args.repetitions,
+        window=args.window,
+        warmup=args.warmup,
+        deadline=args.deadline / 1000,
+        quick=args.quick,
+        output=args.output,
+        server_cpu=args.server_cpu,
+        client_cpu=args.client_cpu,
+        idle_connections=args.idle_connections,
+        chart=not args.no_chart,
+        profile=args.profile,
+    )
+    try:
+        run(options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def _list_bench() -> int:
+    from .bench.scenarios import SCENARIOS
+    from .bench.servers import SERVERS, unavailable
+
+    print("scenarios:")
+    for name, scenario in SCENARIOS.items():
+        print(f"  {name:22} {scenario.title}")
+    print("servers:")
+    for name, spec in SERVERS.items():
+        reason = unavailable(name)
+        print(f"  {name:22} {spec.label}" + (f"  (unavailable: {reason})" if reason else ""))
+    return EXIT_OK
+
+
+def _redraw_bench(args: argparse.Namespace) -> int:
+    import json
+    import pathlib
+
+    from .bench import report
+
+    source = pathlib.Path(args.report)
+    try:
+        document = json.loads(source.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {args.report!r}: {exc}") from None
+    output = pathlib.Path(args.output) if args.output else source.parent
+    for path in report.write(document, output, chart=not args.no_chart):
+        print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

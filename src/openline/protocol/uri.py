@@ -82,7 +82,9 @@ def _encode_host(uri: str, host: str | None, *, bracketed: bool) -> str:
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise InvalidURI(uri, f"{host!r} does not appear to be an ipv4 or ipv6 address") from None
+            raise InvalidURI(
+                uri, f"{host!r} does not appear to be an ipv4 or ipv6 address"
+            ) from None
         return host
     try:
         host = host.encode("idna").decode("ascii")

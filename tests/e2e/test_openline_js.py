@@ -1,0 +1,279 @@
+"""The browser client ``openline.js`` itself, in headless Chromium against a real hub.
+
+Each test loads the module into a page of the server's origin and drives it
+with ``page.evaluate``; the demo page's tests cover the rest through the UI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from .conftest import Pages
+from .server import ServerThread
+
+
+def load(pages: Pages, server: ServerThread) -> Any:
+    """A page of the server's origin with the module as ``window.ol``.
+
+    ``FAST`` holds options for fast redials, so that the tests don't wait for
+    the default backoff.
+    """
+    page = pages.open(server.url + "healthz")
+    page.evaluate(
+        """async () => {
+            window.ol = await import('/openline.js');
+            window.FAST = {backoffBase: 0.1, backoffCap: 0.3};
+        }"""
+    )
+    return page
+
+
+def hub_url(server: ServerThread) -> str:
+    return f"ws://127.0.0.1:{server.port}/ws"
+
+
+@pytest.fixture
+def quiet(make_server: Callable[..., ServerThread]) -> ServerThread:
+    """A server without the ticker."""
+    return make_server(ticker=False)
+
+
+def test_publishes_made_offline_go_out_in_order_once_connected(
+    quiet: ServerThread, pages: Pages
+) -> None:
+    page = load(pages, quiet)
+    result = page.evaluate(
+        """async (url) => {
+            const client = new ol.Client(url, FAST);
+            const acks = [1, 2, 3].map((n) => client.publish("room:q", {n}));
+            const pending = client.pending;
+            const room = client.subscribe("room:q", {history: true});
+            const seen = [];
+            room.on("message", (m) => seen.push(m.data.n));
+            client.start();
+            const done = await Promise.all(acks);
+            while (seen.length < 3) await new Promise((r) => setTimeout(r, 10));
+            const again = await client.publish("room:q", {n: 4}, {id: done[0].id});
+            client.close();
+            return {pending, offsets: done.map((a) => a.offset), seen, again, left: client.pending};
+        }""",
+        hub_url(quiet),
+    )
+    assert result["pending"] == 3
+    assert result["offsets"] == [1, 2, 3]
+    assert result["seen"] == [1, 2, 3]
+    # The same id again: stored once, the ack points at the original.
+    assert result["again"]["duplicate"] is True and result["again"]["offset"] == 1
+    assert result["left"] == 0
+
+
+def test_publishes_in_flight_survive_a_server_restart_and_are_stored_once(
+    quiet: ServerThread, pages: Pages
+) -> None:
+    page = load(pages, quiet)
+    page.evaluate(
+        """async (url) => {
+            const client = window.client = new ol.Client(url, FAST);
+            window.events = [];
+            for (const type of ["connected", "reconnecting", "resumed", "gap"]) {
+                client.on(type, (detail) => events.push({type, ...detail}));
+            }
+            const room = client.subscribe("room:r");
+            window.seen = [];
+            room.on("message", (m) => seen.push(m.offset));
+            client.start();
+            await room.ready;
+        }""",
+        hub_url(quiet),
+    )
+    quiet.stop()
+    page.wait_for_function("client.state === 'reconnecting' || client.state === 'connecting'")
+    page.evaluate("window.acks = [1, 2, 3, 4].map((n) => client.publish('room:r', {n}))")
+    quiet.publish("room:r", {"n": "server"})
+    assert page.evaluate("client.pending") == 4
+    quiet.start()
+    result = page.evaluate(
+        """async () => {
+            const done = await Promise.all(acks);
+            while (seen.length < 5) await new Promise((r) => setTimeout(r, 10));
+            client.close();
+            return {offsets: done.map((a) => a.offset), seen, events, state: client.state};
+        }"""
+    )
+    assert sorted(result["offsets"]) == [2, 3, 4, 5]
+    assert result["seen"] == [1, 2, 3, 4, 5]
+    types = [event["type"] for event in result["events"]]
+    assert types[0] == "connected" and "reconnecting" in types
+    resumed = [event for event in result["events"] if event["type"] == "resumed"]
+    assert resumed == [{"type": "resumed", "ch": "room:r", "recovered": 1, "gap": False}]
+    assert result["state"] == "closed"
+
+
+def test_resuming_beyond_the_history_window_reports_the_gap(
+    make_server: Callable[..., ServerThread], pages: Pages
+) -> None:
+    server = make_server(ticker=False, engine={"history_size": 3})
+    page = load(pages, server)
+    page.evaluate(
+        """async (url) => {
+            const client = window.client = new ol.Client(url, FAST);
+            window.events = [];
+            client.on("resumed", (d) => events.push({type: "resumed", ...d}));
+            const room = client.subscribe("room:g");
+            window.items = [];
+            room.on("message", (m) => items.push(["message", m.offset, m.replayed]));
+            room.on("gap", (g) => items.push(["gap", g.since[1], g.first]));
+            client.start();
+            await room.ready;
+        }""",
+        hub_url(server),
+    )
+    server.publish("room:g", 1)
+    page.wait_for_function("items.length === 1")
+    server.stop()
+    for n in range(2, 8):
+        server.publish("room:g", n)
+    server.start()
+    page.wait_for_function("items.length === 5")
+    result = page.evaluate("({items, events})")
+    # Offsets 2, 3 and 4 fell out of the 3-message window: said so, exactly there.
+    assert result["items"] == [
+        ["message", 1, False],
+        ["gap", 1, 5],
+        ["message", 5, True],
+        ["message", 6, True],
+        ["message", 7, True],
+    ]
+    assert result["events"] == [{"type": "resumed", "ch": "room:g", "recovered": 3, "gap": True}]
+
+
+def test_presence_state_and_unsubscribe(quiet: ServerThread, pages: Pages) -> None:
+    page = load(pages, quiet)
+    result = page.evaluate(
+        """async (url) => {
+            const token = (name) => () => name;  // a function: asked before each dial
+            const ada = new ol.Client(url, {token: token("ada")});
+            const bob = new ol.Client(url, {token: token("bob")});
+            const log = [];
+            const room = ada.subscribe("room:p", {presence: true});
+            room.on("join", ({user}) => log.push(`join ${user}`));
+            room.on("leave", ({user}) => log.push(`leave ${user}`));
+            room.on("state", ({user, state}) => log.push(`state ${user} ${JSON.stringify(state)}`));
+            ada.start();
+            await room.ready;
+            bob.start();
+            await bob.subscribe("room:p", {presence: true}).ready;
+            const wait = async (text) => {
+                while (!log.includes(text)) await new Promise((r) => setTimeout(r, 10));
+            };
+            await wait("join bob");
+            bob.setState("room:p", {typing: true});
+            await wait('state bob {"typing":true}');
+            const typing = room.members.get("bob").state;
+            const snapshot = await bob.presence("room:p");
+            bob.unsubscribe("room:p");
+            await wait("leave bob");
+            ada.close();
+            bob.close();
+            return {
+                log, typing, user: bob.user,
+                members: [...snapshot.members.values()].map((m) => [m.user, m.info.name]).sort(),
+                after: [...room.members.keys()],
+            };
+        }""",
+        hub_url(quiet),
+    )
+    assert result["user"] == "bob"
+    assert result["typing"] == {"typing": True}
+    assert result["members"] == [["ada", "ada"], ["bob", "bob"]]
+    assert result["log"][:2] == ["join bob", 'state bob {"typing":true}']
+    assert result["log"][-1] == "leave bob"
+    assert result["after"] == ["ada"]
+
+
+def test_refused_requests_reject_and_abuse_stops_the_client(
+    server: ServerThread, pages: Pages
+) -> None:
+    page = load(pages, server)
+    result = page.evaluate(
+        """async (url) => {
+            const client = new ol.Client(url, FAST);
+            const errors = [];
+            client.on("error", ({error, fatal}) => {
+                errors.push([error.code, error.closeCode, fatal]);
+            });
+            client.start();
+            const refusals = [];
+            // The ticker is read-only: each publish is refused, and 20 refusals are abuse (1008).
+            const publishes = [];
+            for (let i = 0; i < 25; i++) {
+                publishes.push(client.publish("ticker", i).catch((e) => refusals.push(e.code)));
+            }
+            await Promise.all(publishes);
+            while (client.state !== "closed") await new Promise((r) => setTimeout(r, 10));
+            let late = null;
+            try { await client.publish("room:x", 1); } catch (e) { late = e.code; }
+            return {refusals, errors, late, state: client.state};
+        }""",
+        hub_url(server),
+    )
+    assert result["refusals"][:20] == ["forbidden"] * 20
+    assert set(result["refusals"]) <= {"forbidden", "closed"}
+    assert result["errors"][-1] == ["closed", 1008, True]
+    assert result["late"] == "closed"
+    assert result["state"] == "closed"
+
+
+def test_rate_limited_publishes_are_retried_and_stored_once(
+    make_server: Callable[..., ServerThread], pages: Pages
+) -> None:
+    server = make_server(ticker=False, rate_limit=(5, 0.5))
+    page = load(pages, server)
+    result = page.evaluate(
+        """async (url) => {
+            const client = new ol.Client(url, FAST);
+            client.start();
+            const acks = await Promise.all(
+                Array.from({length: 15}, (_, n) => client.publish("room:rl", n)));
+            const stats = client.stats;
+            client.close();
+            return {offsets: acks.map((a) => a.offset), republished: stats.republished};
+        }""",
+        hub_url(server),
+    )
+    assert sorted(result["offsets"]) == list(range(1, 16))
+    assert result["republished"] > 0
+
+
+def test_arguments_and_backoff(quiet: ServerThread, pages: Pages) -> None:
+    page = load(pages, quiet)
+    result = page.evaluate(
+        """() => {
+            const bounds = [];
+            for (let attempt = 1; attempt <= 12; attempt++) {
+                let high = 0;
+                for (let i = 0; i < 200; i++) {
+                    const d = ol.backoffDelay(attempt, 0.5, 10);
+                    if (d < 0) return "negative";
+                    high = Math.max(high, d);
+                }
+                bounds.push(high);
+            }
+            const refused = [];
+            for (const options of [{heartbeatInterval: 0}, {maxQueue: 1.5}, {backoffCap: 0.1}]) {
+                try { new ol.Client("ws://x/", options); } catch (e) { refused.push(e.name); }
+            }
+            const client = new ol.Client("/ws");
+            return {bounds, refused, url: client.url, state: client.state};
+        }"""
+    )
+    bounds = result["bounds"]
+    caps = [min(10, 0.5 * 2**n) for n in range(12)]
+    assert all(high <= cap for high, cap in zip(bounds, caps, strict=True))
+    assert bounds[0] <= 0.5 and bounds[-1] > 5  # full jitter, growing, capped
+    assert result["refused"] == ["RangeError"] * 3
+    assert result["url"] == f"ws://127.0.0.1:{quiet.port}/ws"
+    assert result["state"] == "idle"
