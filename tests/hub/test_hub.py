@@ -112,7 +112,8 @@ async def test_state_updates_waiting_at_close_are_dropped_quietly(engine: Engine
 def test_the_public_names_are_exported() -> None:
     for name in openline.hub.__all__:
         assert hasattr(openline.hub, name), name
-    for module in ("auth", "channel", "hub", "metrics", "presence", "session", "wire"):
+    modules = ("auth", "channel", "client", "events", "hub", "metrics", "presence")
+    for module in (*modules, "session", "subscription", "wire"):
         imported = importlib.import_module(f"openline.hub.{module}")
         for name in imported.__all__:
             assert hasattr(imported, name), (module, name)

@@ -1,8 +1,9 @@
 """The WebSocket client: :class:`connect` and :class:`ClientConnection`.
 
 :class:`connect` is an object rather than a coroutine so that it can serve
-``await connect(...)`` and ``async with connect(...)`` today and a redialling
-``async for ws in connect(...)`` later, all from one set of validated arguments.
+``await connect(...)``, ``async with connect(...)`` and the redialling
+``async for ws in connect(...)``, all from one set of validated arguments.
+The redial policies (when to retry, how long to wait) live in :mod:`.backoff`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import asyncio
 import base64
 import socket
 import ssl as ssl_module
-from collections.abc import Generator, Sequence
+import time
+from collections.abc import Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
@@ -23,6 +25,7 @@ from ..protocol.extensions.deflate import ClientPerMessageDeflateFactory
 from ..protocol.handshake import USER_AGENT, ClientHandshake, WebSocketURI, parse_uri
 from ..protocol.http11 import Headers, HeadersLike, parse_response
 from ..typing import LoggerLike
+from .backoff import DEFAULT_RESET_AFTER, Backoff, Classifier, Classify, Schedule
 from .config import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -36,7 +39,7 @@ from .config import (
 )
 from .connection import Connection
 
-__all__ = ["ClientConnection", "connect"]
+__all__ = ["ClientConnection", "Redial", "connect"]
 
 
 class ClientConnection(Connection):
@@ -115,6 +118,9 @@ class ClientConnection(Connection):
         opening = self._opening
         if opening is not None and not opening.done():
             opening.set_exception(exc)
+            # When the dial was cancelled (open_timeout) before _wait_open(), nobody
+            # awaits this future: don't log its exception as never retrieved.
+            opening.exception()
         self._transport.close()
 
     def _handshake_failed(self, exc: Exception | None) -> None:
@@ -124,7 +130,37 @@ class ClientConnection(Connection):
 
 
 class connect:  # used like a function: connect(...)
-    """Open a WebSocket connection: ``async with connect(uri) as ws:`` or ``await``.
+    """Open a WebSocket connection: ``async with connect(uri) as ws:``, ``await``, or ``async for``.
+
+    ``async for ws in connect(uri)`` redials whenever a connection ends, with
+    capped exponential backoff and full jitter, until the loop ends or a
+    failure isn't worth retrying::
+
+        async for ws in connect(uri):
+            try:
+                async for message in ws:
+                    handle(message)
+            except ConnectionClosed:
+                continue  # the iterator decides: redial, or raise
+
+    Each time the loop asks for the next connection, the iterator looks at how
+    the previous one ended (closing it first with 1000 if it is still open) and
+    asks ``classify``: by default it redials after 1000, 1001, 1005, 1006
+    (the line died), 1011, 1012, 1013 and 1014, and raises the
+    :class:`~openline.exceptions.ConnectionClosed` exception out of the loop
+    after 1002, 1003, 1007, 1008, 1009, 1010, application codes (3000-4999), or a
+    protocol violation by the server: redialling would fail the same way. A
+    failed dial is retried after ``OSError``, ``TimeoutError``,
+    :class:`~openline.exceptions.InvalidMessage` and HTTP 5xx/429/408/425
+    (honouring ``Retry-After``); 401, 403 and other statuses, an invalid URI
+    and a failed negotiation are raised at once. See
+    :class:`~openline.asyncio.backoff.Classifier`.
+
+    An exception raised in the loop's body leaves the loop, as in any ``for``
+    loop: the iterator never sees it. Catch
+    :class:`~openline.exceptions.ConnectionClosed` in the body, as above, to
+    keep redialling. After ``break``, ``return`` or an exception, the current
+    connection stays open and belongs to the caller.
 
     Args:
         uri: The ``ws://`` or ``wss://`` URI. User info in it becomes an
@@ -155,7 +191,22 @@ class connect:  # used like a function: connect(...)
             ``None`` waits forever.
         close_timeout: Seconds to wait for the closing handshake before aborting
             TCP; ``None`` waits forever.
-        logger: Where to log; ``openline.client`` by default.
+        backoff: The delays between redials of ``async for``: a re-iterable of
+            seconds, started over once a connection proved healthy; iteration
+            stops redialling when it runs out. ``None`` uses
+            :class:`~openline.asyncio.backoff.Backoff` (full jitter, first delay
+            at most 1 s, then doubling up to 60 s).
+        classify: Decides, for ``async for``, whether a failure is retried:
+            ``classify(exc)`` returns ``None`` to raise ``exc``, or the least
+            delay in seconds. ``None`` uses
+            :class:`~openline.asyncio.backoff.Classifier`.
+        max_attempts: Most dials in a row of ``async for`` without a healthy
+            connection, the first one included; then the last failure is raised.
+            ``None`` redials forever.
+        reset_after: Seconds a connection must stay open before the backoff of
+            ``async for`` starts over; ``None`` starts it over at every open.
+        logger: Where to log; ``openline.client`` by default. ``async for``
+            logs one INFO line per redial.
         **kwargs: Passed to ``loop.create_connection``, e.g. ``local_addr``.
 
     Raises:
@@ -168,6 +219,12 @@ class connect:  # used like a function: connect(...)
         TimeoutError: The opening handshake took longer than ``open_timeout``.
         InvalidHandshake: The server refused the upgrade (:class:`InvalidStatus`
             carries its response) or answered badly.
+
+    Iterating raises:
+        Exception: The failure that ``classify`` won't retry, or the last one
+            once ``max_attempts`` or ``backoff`` ran out: any of the above, or
+            the :class:`~openline.exceptions.ConnectionClosed` exception that
+            describes how the previous connection ended.
     """
 
     def __init__(
@@ -194,6 +251,11 @@ class connect:  # used like a function: connect(...)
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
         open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
         close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+        # reconnecting (async for)
+        backoff: Iterable[float] | None = None,
+        classify: Classify | None = None,
+        max_attempts: int | None = None,
+        reset_after: float | None = DEFAULT_RESET_AFTER,
         # logging
         logger: LoggerLike | None = None,
         # advanced
@@ -234,6 +296,11 @@ class connect:  # used like a function: connect(...)
             kwargs["port"] = port or self.uri.port
         self._dial = kwargs
         self._connection: ClientConnection | None = None
+        self._backoff: Iterable[float] = backoff if backoff is not None else Backoff()
+        self._classify: Classify = classify if classify is not None else Classifier()
+        self._max_attempts = max_attempts
+        self._reset_after = reset_after
+        self._schedule()  # validates max_attempts and reset_after now, not at the first redial
 
     def __await__(self) -> Generator[Any, None, ClientConnection]:
         return self._create().__await__()
@@ -250,6 +317,18 @@ class connect:  # used like a function: connect(...)
     ) -> None:
         assert self._connection is not None
         await self._connection.close()
+
+    def __aiter__(self) -> Redial:
+        return Redial(self)
+
+    def _schedule(self) -> Schedule:
+        """A fresh redial schedule with this object's policies."""
+        return Schedule(
+            backoff=self._backoff,
+            classify=self._classify,
+            max_attempts=self._max_attempts,
+            reset_after=self._reset_after,
+        )
 
     async def _create(self) -> ClientConnection:
         """Dial and handshake once, within ``open_timeout``."""
@@ -272,6 +351,74 @@ class connect:  # used like a function: connect(...)
             connection._transport.abort()
             raise
         return connection
+
+
+class Redial:
+    """The iterator behind ``async for ws in connect(...)``; see :class:`connect`.
+
+    A class rather than an async generator: a generator left suspended by
+    ``break`` would be finalized at some later point and close the connection
+    the caller kept.
+    """
+
+    __slots__ = ("_connect", "_schedule", "_ws")
+
+    def __init__(self, connect: connect) -> None:
+        self._connect = connect
+        self._schedule = connect._schedule()
+        self._ws: ClientConnection | None = None
+
+    def __aiter__(self) -> Redial:
+        return self
+
+    async def __anext__(self) -> ClientConnection:
+        """Return the next connection, after the previous one ended.
+
+        Raises:
+            Exception: The failure the classifier won't retry, or the last one
+                when the attempts or the delays ran out.
+        """
+        schedule = self._schedule
+        error: Exception | None = None
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            error = await _ended(ws)
+            schedule.closed(time.monotonic())
+        while True:
+            if error is not None:
+                delay = schedule.next_delay(error)
+                self._log_retry(error, delay, ws is not None)
+                await asyncio.sleep(delay)
+                ws = None
+            schedule.dialled()
+            try:
+                connection = await self._connect._create()
+            except Exception as exc:
+                error = exc
+                continue
+            schedule.opened(time.monotonic())
+            self._ws = connection
+            return connection
+
+    def _log_retry(self, error: Exception, delay: float, was_open: bool) -> None:
+        logger = self._connect._settings.logger
+        what = "connection closed" if was_open else "connection failed"
+        logger.info(
+            "%s: %s; redialling in %.3f s (attempt %d)",
+            what,
+            str(error) or type(error).__name__,
+            delay,
+            self._schedule.attempts + 1,
+        )
+
+
+async def _ended(ws: ClientConnection) -> Exception:
+    """Wait until ``ws`` is closed, closing it with 1000 if it is open; say how it ended."""
+    # The caller has moved on: it won't read what is left, so don't hold back the
+    # answer to the server's close frame for it (close() alone would wait).
+    ws._release_close()
+    await ws.close()
+    return ws._close_exc()
 
 
 def _client_extensions(compression: str | None) -> list[ClientExtensionFactory]:

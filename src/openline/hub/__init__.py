@@ -16,26 +16,56 @@ from .backends.base import (
     PublishResult,
 )
 from .backends.memory import MemoryEngine
+from .client import Client, ClientClosed, Subscription
+from .events import (
+    Ack,
+    Connected,
+    Disconnected,
+    Error,
+    Gap,
+    Join,
+    Leave,
+    Presence,
+    Publication,
+    Reconnecting,
+    Resumed,
+    StateChange,
+)
 from .hub import Hub
 from .metrics import Metrics
 from .wire import SUBPROTOCOL
 
 __all__ = [
     "SUBPROTOCOL",
+    "Ack",
     "Action",
     "Authenticate",
     "Authorize",
+    "Client",
+    "ClientClosed",
+    "Connected",
     "Credentials",
+    "Disconnected",
     "Engine",
+    "Error",
+    "Gap",
     "HistoryResult",
     "Hub",
     "Identity",
+    "Join",
+    "Leave",
     "MemoryEngine",
     "Message",
     "Metrics",
+    "Presence",
     "PresenceEvent",
     "PresenceSnapshot",
     "PresenceUser",
+    "Publication",
     "PublishResult",
+    "Reconnecting",
     "Reject",
+    "Resumed",
+    "StateChange",
+    "Subscription",
 ]
