@@ -167,7 +167,6 @@ async def _start_openline_lowlevel(kind: str, deflate: bool) -> Started:
     return port, variant, stop
 
 
-
 # --- websockets -------------------------------------------------------------------------
 
 
