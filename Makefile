@@ -61,8 +61,8 @@ test-matrix:
 	done
 
 style: $(STAMP)
-	$(BIN)/ruff check src tests bench fuzz
-	$(BIN)/ruff format --check src tests bench fuzz
+	$(BIN)/ruff check src tests bench fuzz examples
+	$(BIN)/ruff format --check src tests bench fuzz examples
 
 types: $(STAMP)
 	$(BIN)/mypy
