@@ -193,7 +193,7 @@ class Connection(asyncio.Protocol):
         core = self._core
         if core is not None and core.close_rcvd is not None:
             return core.close_rcvd.code
-        return int(CloseCode.ABNORMAL_CLOSURE) if self._lost else None
+        return int(CloseCode.ABNORMAL_CLOSURE) if self._ended else None
 
     @property
     def close_reason(self) -> str | None:
@@ -201,7 +201,13 @@ class Connection(asyncio.Protocol):
         core = self._core
         if core is not None and core.close_rcvd is not None:
             return core.close_rcvd.reason
-        return "" if self._lost else None
+        return "" if self._ended else None
+
+    @property
+    def _ended(self) -> bool:
+        """Whether the TCP connection ended: lost, or the peer's end of stream arrived."""
+        core = self._core
+        return self._lost or (core is not None and core.state is _CLOSED)
 
     @property
     def remote_address(self) -> Any:
