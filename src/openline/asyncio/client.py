@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import Any, Literal
 
 from ..exceptions import InvalidHandshake, InvalidMessage
-from ..protocol.connection import Connection as Core
 from ..protocol.connection import Side
 from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.extensions.deflate import ClientPerMessageDeflateFactory
@@ -97,19 +96,8 @@ class ClientConnection(Connection):
         except InvalidHandshake as exc:
             self._fail_opening(exc)
             return
-        settings = self._settings
-        core = Core(
-            Side.CLIENT,
-            extensions=negotiated.extensions,
-            max_size=settings.max_size,
-            # Let the application answer the messages that came before a
-            # violation; see Connection._holding_close.
-            defer_close=True,
-            logger=settings.logger,
-        )
-        self.subprotocol = negotiated.subprotocol
         self._handshake = None
-        self._open(core, bytes(buffer[consumed:]))
+        self._open(Side.CLIENT, negotiated, bytes(buffer[consumed:]))
         opening = self._opening
         if opening is not None and not opening.done():
             opening.set_result(None)

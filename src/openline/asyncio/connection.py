@@ -40,9 +40,10 @@ from typing import Any, NoReturn, cast
 
 from ..exceptions import ConcurrencyError, ConnectionClosedOK, InvalidState
 from ..protocol.connection import Connection as Core
-from ..protocol.connection import State
+from ..protocol.connection import Side, State
 from ..protocol.events import BinaryMessage, Event, Pong, TextMessage
 from ..protocol.frames import CloseCode
+from ..protocol.handshake import Negotiated
 from ..protocol.http11 import Request, Response, parse_request, parse_response
 from ..typing import Data, DataLike
 from .config import Settings
@@ -536,9 +537,19 @@ class Connection(asyncio.Protocol):
     def _handshake_failed(self, exc: Exception | None) -> None:
         """The transport closed, or the peer sent EOF, during the opening handshake."""
 
-    def _open(self, core: Core, leftover: bytes) -> None:
+    def _open(self, side: Side, negotiated: Negotiated, leftover: bytes) -> None:
         """Switch to the WebSocket protocol; ``leftover`` are bytes after the handshake."""
-        self._core = core
+        settings = self._settings
+        self._core = Core(
+            side,
+            extensions=negotiated.extensions,
+            max_size=settings.max_size,
+            # Let the application answer the messages that came before a
+            # violation or a close; see _holding_close.
+            defer_close=True,
+            logger=settings.logger,
+        )
+        self.subprotocol = negotiated.subprotocol
         self._buffer = None
         if self._timer is not None:
             self._timer.cancel()

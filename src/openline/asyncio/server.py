@@ -19,7 +19,6 @@ from types import TracebackType
 from typing import Any, Literal
 
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, SecurityError
-from ..protocol.connection import Connection as Core
 from ..protocol.connection import Side, State
 from ..protocol.extensions.base import ServerExtensionFactory
 from ..protocol.extensions.deflate import ServerPerMessageDeflateFactory
@@ -195,21 +194,11 @@ class ServerConnection(Connection):
         if negotiated is None:
             transport.close()
             return False
-        core = Core(
-            Side.SERVER,
-            extensions=negotiated.extensions,
-            max_size=settings.max_size,
-            # Let the application answer the messages that came before a
-            # violation; see Connection._holding_close.
-            defer_close=True,
-            logger=settings.logger,
-        )
-        self.subprotocol = negotiated.subprotocol
         server.connections.add(self)
         # In case early data paused reading. Resume first: the leftover bytes may
         # fill the message queue, which then pauses reading again.
         transport.resume_reading()
-        self._open(core, bytes(self._buffer or b""))
+        self._open(Side.SERVER, negotiated, bytes(self._buffer or b""))
         return True
 
     async def _respond(self, request: Request) -> tuple[Response, Negotiated | None]:
