@@ -26,8 +26,6 @@ from openline.protocol.extensions.deflate import (
     ClientPerMessageDeflateFactory,
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
-    enable_client_permessage_deflate,
-    enable_server_permessage_deflate,
 )
 from openline.protocol.frames import Frame, Opcode
 
@@ -707,17 +705,6 @@ def test_default_factories_interoperate_with_a_browser_offer() -> None:
     assert ClientPerMessageDeflateFactory().get_request_params() == [cmwb()]
     client = ClientPerMessageDeflateFactory().process_response_params(response, [])
     assert receive_message(server, send_message(client, MESSAGE)) == MESSAGE
-
-
-def test_enable_helpers_add_a_default_factory_once() -> None:
-    client_factories = enable_client_permessage_deflate(None)
-    assert [type(f) for f in client_factories] == [ClientPerMessageDeflateFactory]
-    assert enable_client_permessage_deflate(client_factories) == client_factories
-    assert enable_client_permessage_deflate(client_factories) is not client_factories
-    server_factories = enable_server_permessage_deflate([])
-    assert [type(f) for f in server_factories] == [ServerPerMessageDeflateFactory]
-    custom = ServerPerMessageDeflateFactory(server_max_window_bits=10)
-    assert enable_server_permessage_deflate([custom]) == [custom]
 
 
 def test_reprs_show_the_parameters() -> None:

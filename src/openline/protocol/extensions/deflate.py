@@ -46,14 +46,12 @@ from ...exceptions import (
     ProtocolError,
 )
 from ..frames import CONTROL_OPCODES, Frame, Opcode
-from .base import ClientExtensionFactory, Extension, ExtensionParameter, ServerExtensionFactory
+from .base import Extension, ExtensionParameter
 
 __all__ = [
     "ClientPerMessageDeflateFactory",
     "PerMessageDeflate",
     "ServerPerMessageDeflateFactory",
-    "enable_client_permessage_deflate",
-    "enable_server_permessage_deflate",
 ]
 
 NAME = "permessage-deflate"
@@ -640,40 +638,3 @@ def _smallest(first: int | None, second: int | None) -> int | None:
     if second is None:
         return first
     return min(first, second)
-
-
-# --- defaults ---------------------------------------------------------------------------
-
-
-def enable_client_permessage_deflate(
-    factories: Sequence[ClientExtensionFactory] | None,
-) -> list[ClientExtensionFactory]:
-    """Add a default :class:`ClientPerMessageDeflateFactory` unless one is present.
-
-    Args:
-        factories: The configured extension factories, or ``None`` for none.
-
-    Returns:
-        A new list; ``factories`` is left unchanged.
-    """
-    result = list(factories or ())
-    if not any(factory.name == NAME for factory in result):
-        result.append(ClientPerMessageDeflateFactory())
-    return result
-
-
-def enable_server_permessage_deflate(
-    factories: Sequence[ServerExtensionFactory] | None,
-) -> list[ServerExtensionFactory]:
-    """Add a default :class:`ServerPerMessageDeflateFactory` unless one is present.
-
-    Args:
-        factories: The configured extension factories, or ``None`` for none.
-
-    Returns:
-        A new list; ``factories`` is left unchanged.
-    """
-    result = list(factories or ())
-    if not any(factory.name == NAME for factory in result):
-        result.append(ServerPerMessageDeflateFactory())
-    return result
