@@ -12,6 +12,8 @@ from collections.abc import Generator
 
 import pytest
 
+from .redis_server import RedisServer, redis_server_binary
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -25,3 +27,21 @@ def pytest_runtest_makereport(
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which is a failure here: {reason}"
+
+
+@pytest.fixture(scope="session")
+def redis_server_session() -> Generator[RedisServer, None, None]:
+    """One ``redis-server`` for the whole session, for tests that isolate themselves by prefix."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_server() -> Generator[RedisServer, None, None]:
+    """A ``redis-server`` of the test's own, which the test may stop, kill or freeze."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    with RedisServer() as server:
+        yield server

@@ -1,13 +1,16 @@
 """Fixtures shared by the hub tests: every engine, behind one factory.
 
 ``make_engine`` is parametrised by engine kind: each hub test runs once per
-engine. A Redis engine adds ``"redis"`` to the params (with a fixture that
-starts ``redis-server`` on a free port); ``fresh=True`` must then give an engine
-whose store has lost everything, as a restart without persistence would.
+engine, ``memory`` and ``redis``. The Redis engines talk to a real
+``redis-server`` started for the session on a free port; each call of the
+factory gets a key prefix of its own, so that it sees an empty store, as a
+restart without persistence would (and so a new epoch).
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,17 +21,28 @@ from openline.hub.backends.base import Engine
 
 EngineFactory = Callable[..., Engine]
 
-ENGINES = ["memory"]
+ENGINES = ["memory", "redis"]
+
+_prefixes = itertools.count()
 
 
 @pytest.fixture(params=ENGINES)
 async def make_engine(request: pytest.FixtureRequest) -> AsyncIterator[EngineFactory]:
     """A factory of engines of one kind; each call is a new engine, as after a restart."""
     engines: list[Engine] = []
+    url = ""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_server_session").url
 
     def factory(**kwargs: Any) -> Engine:
-        assert request.param == "memory"
-        engine = MemoryEngine(**kwargs)
+        engine: Engine
+        if request.param == "memory":
+            engine = MemoryEngine(**kwargs)
+        else:
+            from openline.hub.backends.redis import RedisEngine
+
+            prefix = f"t{os.getpid()}-{next(_prefixes)}"
+            engine = RedisEngine(url, prefix=prefix, **kwargs)
         engines.append(engine)
         return engine
 

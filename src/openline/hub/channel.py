@@ -27,7 +27,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from .backends.base import Event, HistoryResult, Message, PresenceEvent
+from .backends.base import Event, HistoryResult, Message, Position, PresenceEvent
 from .wire import dumps, encode_gap, encode_join, encode_message, encode_state, encode_str
 
 if TYPE_CHECKING:
@@ -38,30 +38,39 @@ __all__ = ["Channel", "Sync"]
 
 logger = logging.getLogger("openline.hub")
 
+#: Seconds a new subscriber waits at most for presence events its snapshot already shows.
+PRESENCE_GRACE = 1.0
+
 
 class Sync:
     """A subscription being set up: what arrived live while history was being sent.
 
     Attributes:
-        items: Queued ``(message, frame)`` pairs; ``message`` is ``None`` for a
-            presence frame.
+        items: Queued ``(message, frame)`` pairs; for a presence frame,
+            ``message`` is the event's sequence number instead.
         size: Bytes queued.
         presence: Whether the subscriber wants presence events.
         ready: Whether history was sent; from then on, live messages go out at
             once, still checked against :attr:`epoch` and :attr:`last`.
         epoch: The epoch the subscriber is in.
         last: The last offset the subscriber has.
+        presence_seq: The presence snapshot's sequence number: presence events
+            numbered up to it are already in the snapshot, and are dropped.
+        timer: Bounds the wait for the channel's presence events to catch up
+            with the snapshot.
     """
 
-    __slots__ = ("epoch", "items", "last", "presence", "ready", "size")
+    __slots__ = ("epoch", "items", "last", "presence", "presence_seq", "ready", "size", "timer")
 
     def __init__(self) -> None:
-        self.items: collections.deque[tuple[Message | None, bytes]] = collections.deque()
+        self.items: collections.deque[tuple[Message | int, bytes]] = collections.deque()
         self.size = 0
         self.presence = False
         self.ready = False
         self.epoch = ""
         self.last = 0
+        self.presence_seq = 0
+        self.timer: asyncio.TimerHandle | None = None
 
     def advance(self, ch: str, message: Message, frame: bytes) -> list[bytes]:
         """Return the frames that move the subscriber past ``message``: none for a duplicate."""
@@ -100,6 +109,8 @@ class Channel:
         "live",
         "name",
         "name_json",
+        "position",
+        "presence_seq",
         "started",
         "syncing",
         "watchers",
@@ -120,6 +131,10 @@ class Channel:
         self.last = 0
         #: Live messages held back while catching up with history; ``None`` otherwise.
         self.held: collections.deque[Message] | None = None
+        #: A head reported by the engine while a catch-up ran: checked when it ends.
+        self.position: Position | None = None
+        #: The sequence number of the last presence event seen.
+        self.presence_seq = 0
         #: Set by the hub: the task running :meth:`start`.
         self.started: asyncio.Future[None] | None = None
         self.counts_only = hub._counts_only(name)
@@ -179,8 +194,9 @@ class Channel:
         while items:
             message, frame = items.popleft()
             sync.size -= len(frame)
-            if message is None:
-                await hub._send(session, frame)
+            if not isinstance(message, Message):
+                if not 0 < message <= sync.presence_seq:  # not in the snapshot already
+                    await hub._send(session, frame)
                 continue
             for part in sync.advance(self.name, message, frame):
                 await hub._send(session, part)
@@ -194,7 +210,9 @@ class Channel:
         """Stop sending anything to ``session``."""
         self.live.pop(session, None)
         self.watchers.pop(session, None)
-        self.syncing.pop(session, None)
+        sync = self.syncing.pop(session, None)
+        if sync is not None and sync.timer is not None:
+            sync.timer.cancel()
 
     # --- live delivery -----------------------------------------------------------------
 
@@ -209,6 +227,31 @@ class Channel:
                 self.hub._spawn(self._catch_up(self.held))
         elif type(event) is PresenceEvent:
             self._on_presence(event)
+        elif type(event) is Position:
+            self._on_position(event)
+
+    def _on_position(self, position: Position) -> None:
+        """The engine's feed was down: catch up with its head from history."""
+        if position.epoch == self.epoch and position.last_offset <= self.last:
+            return
+        if self.held is not None:
+            self.position = position  # a catch-up is running: look again when it ends
+            return
+        self.held = collections.deque()
+        self.hub._spawn(self._resync(self.held))
+
+    async def _resync(self, held: collections.deque[Message]) -> None:
+        """Read what was stored after our position, then deliver what arrived meanwhile."""
+        try:
+            result = await self.hub.engine.history(self.name, since=self.last, epoch=self.epoch)
+        except Exception:
+            logger.warning("can't read the history of %r after an engine outage", self.name)
+        else:
+            if not result.recovered:
+                self._skip_to(result.epoch, result.first_offset)
+            for missing in result.messages:
+                self._accept(missing)
+        await self._catch_up(held)
 
     def _accept(self, message: Message) -> bool:
         """Deliver ``message`` if it is next, drop it if seen; ``False`` if some are missing."""
@@ -262,6 +305,9 @@ class Channel:
             for missing in result.messages:
                 self._accept(missing)
         self.held = None
+        position, self.position = self.position, None
+        if position is not None:
+            self._on_position(position)
         if self.syncing:
             for session, sync in list(self.syncing.items()):
                 if sync.ready:
@@ -275,7 +321,12 @@ class Channel:
         self.epoch, self.last = epoch, offset - 1
         self.hub._fanout(frame, self.live)
 
-    def _queue(self, session: Session, sync: Sync, message: Message | None, frame: bytes) -> None:
+    def _stop_waiting(self, session: Session, sync: Sync) -> None:
+        """The presence events didn't catch up in time (an engine outage?): go live anyway."""
+        sync.presence_seq = 0
+        self._settle(session, sync)
+
+    def _queue(self, session: Session, sync: Sync, message: Message | int, frame: bytes) -> None:
         sync.items.append((message, frame))
         sync.size += len(frame)
         limit = self.hub._max_buffer
@@ -288,6 +339,16 @@ class Channel:
             return  # removed meanwhile: a write just made it a slow consumer
         if self.held is not None or sync.epoch != self.epoch or sync.last > self.last:
             return  # the channel is behind the subscriber's history: wait for it
+        if sync.presence and sync.presence_seq > self.presence_seq:
+            # The snapshot is ahead of the presence events: wait for them (a
+            # moment at most), so that none of those it shows is sent again.
+            if sync.timer is None:
+                loop = asyncio.get_running_loop()
+                sync.timer = loop.call_later(PRESENCE_GRACE, self._stop_waiting, session, sync)
+            return
+        if sync.timer is not None:
+            sync.timer.cancel()
+            sync.timer = None
         if sync.last < self.last:
             # Can't happen when the engine keeps its contract; never hide it.
             self.hub._write(
@@ -301,6 +362,9 @@ class Channel:
     # --- presence ----------------------------------------------------------------------
 
     def _on_presence(self, event: PresenceEvent) -> None:
+        seq = event.seq
+        if seq > self.presence_seq:
+            self.presence_seq = seq
         limit = self.hub._presence_limit
         if not self.counts_only and limit is not None and event.count > limit:
             self.counts_only = True
@@ -316,22 +380,27 @@ class Channel:
             frame = dumps({"type": "leave", "ch": self.name, "user": event.user})
         else:
             frame = encode_state(self.name, event.user, event.state, event.ttl)
-        self._send_presence(frame)
+        self._send_presence(frame, seq)
+        if seq and self.syncing:
+            # Subscribers whose snapshot was ahead of the events may go live now.
+            for session, sync in list(self.syncing.items()):
+                if sync.ready and sync.timer is not None and seq >= sync.presence_seq:
+                    self._settle(session, sync)
 
     def _send_count(self) -> None:
         self._count_timer = None
         if self._count == self._count_sent:
             return
         self._count_sent = self._count
-        self._send_presence(dumps({"type": "presence", "ch": self.name, "count": self._count}))
+        self._send_presence(dumps({"type": "presence", "ch": self.name, "count": self._count}), 0)
 
-    def _send_presence(self, frame: bytes) -> None:
+    def _send_presence(self, frame: bytes, seq: int) -> None:
         if self.syncing:
             for session, sync in list(self.syncing.items()):
                 if not sync.presence:
                     continue
-                if sync.ready:
+                if not sync.ready:
+                    self._queue(session, sync, seq, frame)
+                elif not 0 < seq <= sync.presence_seq:
                     self.hub._write(session, frame)
-                else:
-                    self._queue(session, sync, None, frame)
         self.hub._fanout(frame, self.watchers)

@@ -469,6 +469,8 @@ class Hub:
         else:
             result = await engine.history(ch, since=since[1], epoch=since[0])
         snapshot = await self._snapshot(channel) if request.presence else None
+        if snapshot is not None:
+            sync.presence_seq = snapshot.seq
         recovered = since is not None and result.recovered
         if since is not None and not recovered:
             await self._send(session, wire.encode_gap(ch, result.epoch, since, result.first_offset))
@@ -566,7 +568,7 @@ class Hub:
         snapshot = await self.engine.presence_snapshot(channel.name, max_users=max_users)
         if snapshot.users is None or channel.counts_only:
             channel.counts_only = True
-            return PresenceSnapshot(snapshot.count, None)
+            return PresenceSnapshot(snapshot.count, None, snapshot.seq)
         return snapshot
 
     def _counts_only(self, ch: str) -> bool:

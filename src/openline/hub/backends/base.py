@@ -33,6 +33,9 @@ The contract every engine keeps, and the hub relies on:
    inside :meth:`~Engine.publish` before it returns (the memory engine) or
    later from a reader task (Redis): the hub copes with both.
 5. **Failures** to reach a store raise :class:`~openline.exceptions.BackendUnavailable`.
+6. **After an outage of the live feed**, the engine delivers a :class:`Position`
+   per subscribed channel, so that messages stored while the feed was down are
+   read from history (or reported as a gap) without waiting for the next publish.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ __all__ = [
     "Event",
     "HistoryResult",
     "Message",
+    "Position",
     "PresenceEvent",
     "PresenceSnapshot",
     "PresenceUser",
@@ -139,10 +143,14 @@ class PresenceSnapshot:
         count: How many distinct users are present.
         users: The users, by user id; ``None`` when ``count`` exceeded the
             ``max_users`` asked for.
+        seq: The sequence number of the last presence event the snapshot
+            reflects (see :attr:`PresenceEvent.seq`); 0 when the engine doesn't
+            number its events.
     """
 
     count: int
     users: Mapping[str, PresenceUser] | None
+    seq: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -159,6 +167,10 @@ class PresenceEvent:
         state: For ``"state"``: the new state as JSON text, ``None`` once cleared
             or expired.
         ttl: For ``"state"``: seconds until the state expires, ``None`` if never.
+        seq: The channel's presence sequence number, increasing by one per event
+            across every process; a snapshot with ``seq >= this`` already shows
+            the change (an engine that delivers events later than it answers
+            snapshots, like Redis, needs it). 0 when the engine doesn't number events.
     """
 
     ch: str
@@ -168,10 +180,31 @@ class PresenceEvent:
     info: str | None = None
     state: str | None = None
     ttl: float | None = None
+    seq: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Position:
+    """Where a channel stands: delivered after an engine's live feed was interrupted.
+
+    An engine whose feed was down for a while (a Redis outage) can't tell which
+    messages it missed. Once the feed is back, it delivers each subscribed
+    channel's head; a callback that is behind it reads history up to it, or
+    reports a gap when the epoch changed or history no longer reaches back.
+
+    Attributes:
+        ch: The channel.
+        epoch: The channel's current epoch.
+        last_offset: The offset of the last message stored in that epoch.
+    """
+
+    ch: str
+    epoch: str
+    last_offset: int
 
 
 #: What live delivery hands to a callback.
-Event = Message | PresenceEvent
+Event = Message | PresenceEvent | Position
 #: A callback for live delivery: synchronous, non-blocking, never raising.
 Callback = Callable[[Event], None]
 

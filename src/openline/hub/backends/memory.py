@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import enum
 import itertools
 import logging
 import math
@@ -34,21 +33,17 @@ from .base import (
     PresenceUser,
     PublishResult,
 )
+from .options import (
+    DEFAULT_HISTORY_SIZE,
+    DEFAULT_HISTORY_TTL,
+    Default,
+    check_size,
+    check_ttl,
+)
 
 __all__ = ["DEFAULT_HISTORY_SIZE", "DEFAULT_HISTORY_TTL", "MemoryEngine"]
 
-#: Messages kept per channel.
-DEFAULT_HISTORY_SIZE = 1000
-#: Seconds a message stays in history.
-DEFAULT_HISTORY_TTL = 300.0
-
 logger = logging.getLogger("openline.hub")
-
-
-class _Default(enum.Enum):
-    """The default of arguments whose default depends on others."""
-
-    TOKEN = 0
 
 
 class _User:
@@ -66,7 +61,17 @@ class _User:
 class _Channel:
     """One channel's history, idempotency table, callbacks and presence."""
 
-    __slots__ = ("callbacks", "epoch", "history", "ids", "ids_order", "last", "touched", "users")
+    __slots__ = (
+        "callbacks",
+        "epoch",
+        "history",
+        "ids",
+        "ids_order",
+        "last",
+        "presence_seq",
+        "touched",
+        "users",
+    )
 
     def __init__(self, history_size: int | None, now: float) -> None:
         # 12 random bytes: two processes never pick the same epoch.
@@ -81,6 +86,7 @@ class _Channel:
         self.ids_order: collections.deque[tuple[float, str]] = collections.deque()
         self.callbacks: list[Callback] = []
         self.users: dict[str, _User] = {}
+        self.presence_seq = 0
         self.touched = now
 
     def first_offset(self) -> int:
@@ -116,21 +122,21 @@ class MemoryEngine:
         # limits
         history_size: int | None = DEFAULT_HISTORY_SIZE,
         history_ttl: float | None = DEFAULT_HISTORY_TTL,
-        id_size: int | Literal[_Default.TOKEN] | None = _Default.TOKEN,
-        id_ttl: float | Literal[_Default.TOKEN] | None = _Default.TOKEN,
+        id_size: int | Literal[Default.TOKEN] | None = Default.TOKEN,
+        id_ttl: float | Literal[Default.TOKEN] | None = Default.TOKEN,
         # advanced
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._history_size = _check_size("history_size", history_size)
-        self._history_ttl = _check_ttl("history_ttl", history_ttl)
+        self._history_size = check_size("history_size", history_size)
+        self._history_ttl = check_ttl("history_ttl", history_ttl)
         if self._history_size is None and self._history_ttl is None:
             raise ValueError("history_size and history_ttl can't both be None: history would grow")
-        if id_size is _Default.TOKEN:
+        if id_size is Default.TOKEN:
             id_size = history_size or DEFAULT_HISTORY_SIZE
-        if id_ttl is _Default.TOKEN:
+        if id_ttl is Default.TOKEN:
             id_ttl = history_ttl
-        self._id_size = _check_size("id_size", id_size)
-        self._id_ttl = _check_ttl("id_ttl", id_ttl)
+        self._id_size = check_size("id_size", id_size)
+        self._id_ttl = check_ttl("id_ttl", id_ttl)
         if self._id_size is None and self._id_ttl is None:
             raise ValueError("id_size and id_ttl can't both be None: the table would grow")
         self._clock = clock
@@ -211,7 +217,9 @@ class MemoryEngine:
         entry.clients.add(client)
         if first:
             count = len(channel.users)
-            self._notify(channel, PresenceEvent(ch, "join", user, count, info=info))
+            channel.presence_seq += 1
+            event = PresenceEvent(ch, "join", user, count, info=info, seq=channel.presence_seq)
+            self._notify(channel, event)
         return first
 
     async def presence_leave(self, ch: str, user: str, client: str) -> bool:
@@ -229,7 +237,9 @@ class MemoryEngine:
         if entry.timer is not None:
             entry.timer.cancel()
         channel.touched = self._clock()
-        self._notify(channel, PresenceEvent(ch, "leave", user, len(channel.users)))
+        channel.presence_seq += 1
+        event = PresenceEvent(ch, "leave", user, len(channel.users), seq=channel.presence_seq)
+        self._notify(channel, event)
         return True
 
     async def presence_state(
@@ -248,7 +258,10 @@ class MemoryEngine:
             loop = asyncio.get_running_loop()
             entry.timer = loop.call_later(ttl, self._expire_state, channel, ch, user, entry)
         count = len(channel.users)
-        event = PresenceEvent(ch, "state", user, count, state=state, ttl=ttl)
+        channel.presence_seq += 1
+        event = PresenceEvent(
+            ch, "state", user, count, state=state, ttl=ttl, seq=channel.presence_seq
+        )
         self._notify(channel, event)
 
     async def presence_snapshot(self, ch: str, *, max_users: int | None = None) -> PresenceSnapshot:
@@ -256,14 +269,14 @@ class MemoryEngine:
         channel = self._channels.get(ch)
         if channel is None:
             return PresenceSnapshot(0, {})
-        count = len(channel.users)
+        count, seq = len(channel.users), channel.presence_seq
         if max_users is not None and count > max_users:
-            return PresenceSnapshot(count, None)
+            return PresenceSnapshot(count, None, seq)
         users = {
             user: PresenceUser(entry.info, len(entry.clients), entry.state)
             for user, entry in channel.users.items()
         }
-        return PresenceSnapshot(count, users)
+        return PresenceSnapshot(count, users, seq)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -301,7 +314,9 @@ class MemoryEngine:
         if channel.users.get(user) is not entry or entry.state is None:
             return
         entry.state = None
-        self._notify(channel, PresenceEvent(ch, "state", user, len(channel.users)))
+        channel.presence_seq += 1
+        event = PresenceEvent(ch, "state", user, len(channel.users), seq=channel.presence_seq)
+        self._notify(channel, event)
 
     def _trim_history(self, channel: _Channel, now: float) -> None:
         ttl = self._history_ttl
@@ -333,22 +348,3 @@ class MemoryEngine:
             self._trim_ids(channel, now)
             if channel.is_idle() and now - channel.touched >= idle_for:
                 del self._channels[ch]
-
-
-def _check_size(name: str, value: int | None) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise ValueError(f"{name} must be an int >= 0 or None, got {value!r}")
-    return value
-
-
-def _check_ttl(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a number of seconds > 0 or None, got {value!r}")
-    return float(value)

@@ -1,0 +1,816 @@
+"""The Redis engine: one hub across any number of processes and machines.
+
+Every process (a **node**) that shares a Redis server and a key prefix acts as
+one hub: a message published on any node reaches subscribers on every node, in
+one order, with the same offsets everywhere.
+
+* **History**: one Redis Stream per channel, trimmed to the history window; the
+  stream entry's id *is* the offset (``<offset>-0``), so offsets are plain
+  integers shared by all nodes. The channel's **epoch** lives in Redis next to
+  it and changes when the history is lost (Redis restarted without persistence,
+  keys deleted or expired): resuming clients then get a gap, never wrong offsets.
+* **Publishing** is one Lua script: check the idempotency key, store the
+  message, trim, and ``PUBLISH`` it on the channel's pub/sub channel, all
+  atomically. So a message is stored before anyone hears of it, pub/sub order
+  is offset order, and a retried publish is stored once whichever node it lands on.
+* **Live delivery**: each node holds one pub/sub connection (:mod:`.redis_feed`)
+  and subscribes once per channel it has local subscribers on, whatever their
+  number; the hub fans out locally.
+* **Presence** is shared: hashes per channel, and per node the list of its
+  entries. Each node renews its deadline (``presence_ttl``) by a heartbeat; a
+  node whose deadline passed is reaped by any other, which removes its users
+  and announces their ``leave``. So a crashed node's users leave within
+  ``presence_ttl`` plus one heartbeat.
+* **Outages**: commands raise :class:`~openline.exceptions.BackendUnavailable`
+  (clients get ``error unavailable`` and retry), :meth:`RedisEngine.health`
+  says ``degraded``, and every failure is logged and counted. A supervisor task
+  redials with backoff and full jitter; once Redis is back it re-subscribes,
+  re-registers this node's presence, and delivers a
+  :class:`~openline.hub.backends.base.Position` per channel so that the hub
+  reads what it missed from the streams (or reports a gap: new epoch).
+
+Redis Cluster is not supported (the scripts touch keys of several channels when
+reaping a node); a single primary, with replicas or Sentinel for failover, is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import ssl
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from ...asyncio.backoff import Backoff
+from ...exceptions import BackendUnavailable
+from . import redis_lua
+from .base import (
+    Callback,
+    Event,
+    HistoryResult,
+    Message,
+    Position,
+    PresenceEvent,
+    PresenceSnapshot,
+    PresenceUser,
+    PublishResult,
+)
+from .options import DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL, Default, check_size, check_ttl
+from .redis_feed import Feed, parse_endpoint
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+__all__ = ["DEFAULT_PRESENCE_TTL", "RedisEngine"]
+
+#: Seconds a node's presence entries outlive its last heartbeat.
+DEFAULT_PRESENCE_TTL = 15.0
+#: Seconds a channel's keys outlive its last use.
+DEFAULT_CHANNEL_TTL = 86400.0
+#: Seconds a Redis command or connection attempt may take.
+DEFAULT_TIMEOUT = 5.0
+
+logger = logging.getLogger("openline.hub")
+
+_Status = Literal["starting", "ok", "degraded", "closed"]
+
+
+class RedisEngine:
+    """History, live delivery and presence in Redis, shared by every node on the same prefix.
+
+    Args:
+        url: ``redis://[user:password@]host:port/db``, ``rediss://…`` (TLS) or
+            ``unix:///path``.
+        prefix: Prefix of every key; nodes with the same prefix form one hub.
+        history_size: Messages kept per channel; ``None`` keeps any number
+            (bounded by ``history_ttl`` then); 0 keeps none.
+        history_ttl: Seconds a message stays in history; ``None``: until
+            ``history_size`` pushes it out.
+        id_size: Idempotency keys remembered per channel; ``history_size`` (or
+            1000) by default.
+        id_ttl: Seconds an idempotency key is remembered; ``history_ttl`` by default.
+        presence_ttl: Seconds after its last heartbeat (sent every third of it)
+            at which a silent node's users leave.
+        channel_ttl: Seconds after a channel's last publish or read at which its
+            keys expire (its next use starts a new epoch); ``None``: never.
+        node: This process's name among the nodes; a random one by default.
+        timeout: Seconds a command, a connection attempt or a feed ping may take.
+        retry_base: Upper bound of the first delay before redialling Redis.
+        retry_cap: Upper bound of every delay before redialling Redis.
+        ssl_context: For ``rediss://``: the TLS context of the feed connection.
+        clock: Wall-clock seconds for the time windows; Redis's ``TIME`` when
+            ``None`` (tests inject a clock).
+
+    Raises:
+        ImportError: The ``redis`` package is missing (``pip install 'openline[redis]'``).
+        ValueError: An argument is out of range, or the URL isn't a Redis URL.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "openline",
+        # limits
+        history_size: int | None = DEFAULT_HISTORY_SIZE,
+        history_ttl: float | None = DEFAULT_HISTORY_TTL,
+        id_size: int | Literal[Default.TOKEN] | None = Default.TOKEN,
+        id_ttl: float | Literal[Default.TOKEN] | None = Default.TOKEN,
+        presence_ttl: float = DEFAULT_PRESENCE_TTL,
+        channel_ttl: float | None = DEFAULT_CHANNEL_TTL,
+        # identity and connection
+        node: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry_base: float = 0.1,
+        retry_cap: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+        # advanced
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        try:
+            import redis.asyncio  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - the dev extra installs it
+            raise ImportError(
+                "the Redis engine needs the redis package: pip install 'openline[redis]'"
+            ) from exc
+        self._history_size = check_size("history_size", history_size)
+        self._history_ttl = check_ttl("history_ttl", history_ttl)
+        if self._history_size is None and self._history_ttl is None:
+            raise ValueError("history_size and history_ttl can't both be None: history would grow")
+        if id_size is Default.TOKEN:
+            id_size = history_size or DEFAULT_HISTORY_SIZE
+        if id_ttl is Default.TOKEN:
+            id_ttl = history_ttl
+        self._id_size = check_size("id_size", id_size)
+        self._id_ttl = check_ttl("id_ttl", id_ttl)
+        if self._id_size is None and self._id_ttl is None:
+            raise ValueError("id_size and id_ttl can't both be None: the table would grow")
+        presence = check_ttl("presence_ttl", presence_ttl)
+        if presence is None:
+            raise ValueError("presence_ttl must be a number of seconds > 0")
+        self._presence_ttl = presence
+        self._channel_ttl = check_ttl("channel_ttl", channel_ttl)
+        wait = check_ttl("timeout", timeout)
+        if wait is None:
+            raise ValueError("timeout must be a number of seconds > 0")
+        self._timeout = wait
+        self._backoff = Backoff(retry_base, retry_cap)
+        if not prefix or "\n" in prefix:
+            raise ValueError(f"prefix must be a non-empty line, got {prefix!r}")
+        self._endpoint = parse_endpoint(url)
+        self._url = url
+        self._prefix = prefix
+        self._ssl_context = ssl_context
+        self._clock = clock
+        #: This process's name among the nodes.
+        self.node = node or uuid.uuid4().hex
+        if "\n" in self.node:
+            raise ValueError("node must not contain a newline")
+        self._nodes_key = f"{prefix}:nodes"
+        self._node_key = f"{prefix}:node:{self.node}"
+        # Window arguments as the scripts take them (ms; -1 for none).
+        self._args_history_size = -1 if self._history_size is None else self._history_size
+        self._args_history_ttl = _ms(self._history_ttl)
+        self._args_id_size = -1 if self._id_size is None else self._id_size
+        self._args_id_ttl = _ms(self._id_ttl)
+        self._args_channel_ttl = max(_ms(self._channel_ttl), 0)
+        if self._args_channel_ttl:
+            # Keys must outlive what they hold.
+            longest = max(self._args_history_ttl, self._args_id_ttl, 0)
+            self._args_channel_ttl = max(self._args_channel_ttl, 2 * longest)
+        self._node_ttl_ms = _ms(self._presence_ttl)
+        self._redis: Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+        self._feed: Feed | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Live delivery: channel -> callbacks, and pub/sub channel -> channel.
+        self._callbacks: dict[str, list[Callback]] = {}
+        self._live: dict[bytes, str] = {}
+        self._confirming: dict[str, asyncio.Future[None]] = {}
+        # This node's presence entries, re-registered after an outage.
+        self._present: dict[tuple[str, str], tuple[str, str]] = {}
+        self._state_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        # Health.
+        self._status: _Status = "starting"
+        self._down_since: float | None = None
+        self._last_error = ""
+        self._errors = 0
+        self._outages = 0
+        self._reconnects = 0
+        self._reaped = 0
+        self._delivered = 0
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect to Redis, open the live feed, and start the heartbeat.
+
+        Every other method starts the engine when it isn't yet; call this to
+        fail early when Redis can't be reached.
+
+        Raises:
+            BackendUnavailable: Redis can't be reached.
+            RuntimeError: The engine is closed.
+        """
+        if self._status == "closed":
+            raise RuntimeError("the engine is closed")
+        if self._supervisor is not None:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._supervisor is None:
+                await self._start()
+
+    async def _start(self) -> None:
+        from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        client: Redis = Redis.from_url(
+            self._url,
+            decode_responses=False,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            # One immediate retry on a fresh connection: a pooled one may be
+            # stale after Redis restarted. Longer outages are the supervisor's.
+            retry=Retry(NoBackoff(), 1),
+        )
+        try:
+            await client.ping()
+            feed = await Feed.open(
+                self._endpoint,
+                self._on_feed,
+                self._on_feed_lost,
+                timeout=self._timeout,
+                ssl_context=self._ssl_context,
+            )
+        except Exception as exc:
+            await _close_client(client)
+            self._errors += 1
+            raise BackendUnavailable(f"can't reach Redis at {self._url_safe()}: {exc}") from exc
+        self._redis = client
+        self._scripts = {
+            name: client.register_script(getattr(redis_lua, name)) for name in redis_lua.__all__
+        }
+        self._feed = feed
+        self._status = "ok"
+        await self._beat()
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+        logger.info(
+            "Redis engine: node %s on %s, prefix %r", self.node, self._url_safe(), self._prefix
+        )
+
+    async def close(self) -> None:
+        """Leave presence, close the connections, and stop the heartbeat."""
+        if self._status == "closed":
+            return
+        self._status = "closed"
+        for timer in self._state_timers.values():
+            timer.cancel()
+        self._state_timers.clear()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._supervisor
+        for task in list(self._tasks):
+            task.cancel()
+        if self._redis is not None and self._present:
+            with contextlib.suppress(Exception):
+                await self._reap(self.node, force=True)
+        self._present.clear()
+        if self._feed is not None:
+            self._feed.close()
+            self._feed = None
+        if self._redis is not None:
+            await _close_client(self._redis)
+        self._callbacks.clear()
+        self._live.clear()
+
+    def health(self) -> dict[str, Any]:
+        """The engine's state and counters, for ``/healthz``."""
+        loop_time = _loop_time()
+        down = self._down_since
+        return {
+            "engine": "redis",
+            "status": self._status,
+            "node": self.node,
+            "prefix": self._prefix,
+            "redis": self._url_safe(),
+            "channels": len(self._callbacks),
+            "presence_entries": len(self._present),
+            "delivered": self._delivered,
+            "errors": self._errors,
+            "outages": self._outages,
+            "reconnects": self._reconnects,
+            "reaped_nodes": self._reaped,
+            "down_for": None if down is None or loop_time is None else round(loop_time - down, 3),
+            "last_error": self._last_error,
+        }
+
+    # --- messages ----------------------------------------------------------------------
+
+    async def publish(
+        self,
+        ch: str,
+        data: bytes | str,
+        *,
+        msg_id: str | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> PublishResult:
+        """Store a message and deliver it; see :meth:`.base.Engine.publish`."""
+        if isinstance(data, str):
+            kind, payload = b"s", data.encode()
+        else:
+            kind, payload = b"d", data
+        k = self._prefix + ":ch:" + ch
+        reply = await self._run(
+            "PUBLISH",
+            [k + ":m", k + ":s", k + ":i", k + ":q", k + ":live"],
+            [
+                _new_epoch(),
+                self._now(),
+                kind,
+                payload,
+                _dump_meta(meta),
+                msg_id if msg_id is not None else "",
+                self._args_history_size,
+                self._args_history_ttl,
+                self._args_id_size,
+                self._args_id_ttl,
+                self._args_channel_ttl,
+            ],
+        )
+        epoch, offset, duplicate = reply
+        return PublishResult(epoch.decode(), int(offset), bool(duplicate))
+
+    async def history(
+        self, ch: str, *, since: int | None = None, epoch: str | None = None
+    ) -> HistoryResult:
+        """Read the position and the messages after ``since``; see :meth:`.base.Engine.history`."""
+        k = self._prefix + ":ch:" + ch
+        reply = await self._run(
+            "HISTORY",
+            [k + ":m", k + ":s", k + ":i", k + ":q"],
+            [
+                _new_epoch(),
+                self._now(),
+                "" if since is None else since,
+                epoch if epoch is not None else "",
+                self._args_history_ttl,
+                self._args_channel_ttl,
+            ],
+        )
+        current, last, first, recovered, entries = reply
+        current = current.decode()
+        messages = [_entry(ch, current, entry) for entry in entries]
+        return HistoryResult(current, int(last), int(first), messages, bool(recovered))
+
+    async def subscribe(self, ch: str, callback: Callback) -> None:
+        """Deliver the channel's events to ``callback``; see :meth:`.base.Engine.subscribe`."""
+        await self.start()
+        callbacks = self._callbacks.get(ch)
+        if callbacks is not None:
+            if callback not in callbacks:
+                callbacks.append(callback)
+            confirming = self._confirming.get(ch)
+            if confirming is not None:
+                await self._confirmed(ch, callback, confirming)
+            return
+        feed = self._feed
+        if feed is None:
+            raise BackendUnavailable(f"Redis is unreachable: {self._last_error}")
+        live = (self._prefix + ":ch:" + ch + ":live").encode()
+        self._callbacks[ch] = [callback]
+        self._live[live] = ch
+        try:
+            (confirming,) = feed.subscribe([live])
+        except BackendUnavailable:
+            self._drop(ch, callback)
+            raise
+        self._confirming[ch] = confirming
+        try:
+            await self._confirmed(ch, callback, confirming)
+        finally:
+            if self._confirming.get(ch) is confirming:
+                del self._confirming[ch]
+
+    async def _confirmed(
+        self, ch: str, callback: Callback, confirming: asyncio.Future[None]
+    ) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(confirming), self._timeout)
+        except (BackendUnavailable, asyncio.TimeoutError) as exc:
+            self._drop(ch, callback)
+            self._failed(exc)
+            raise BackendUnavailable(f"Redis didn't confirm the subscription: {exc!r}") from exc
+
+    async def unsubscribe(self, ch: str, callback: Callback) -> None:
+        """Stop delivering to ``callback``; see :meth:`.base.Engine.unsubscribe`."""
+        self._drop(ch, callback)
+
+    def _drop(self, ch: str, callback: Callback) -> None:
+        callbacks = self._callbacks.get(ch)
+        if callbacks is None or callback not in callbacks:
+            return
+        callbacks.remove(callback)
+        if callbacks:
+            return
+        del self._callbacks[ch]
+        live = (self._prefix + ":ch:" + ch + ":live").encode()
+        self._live.pop(live, None)
+        feed = self._feed
+        if feed is not None:
+            with contextlib.suppress(BackendUnavailable):
+                feed.unsubscribe([live])
+
+    # --- presence ----------------------------------------------------------------------
+
+    async def presence_join(self, ch: str, user: str, client: str, info: str) -> bool:
+        """Add a connection; see :meth:`.base.Engine.presence_join`."""
+        self._present[(ch, client)] = (user, info)
+        try:
+            return await self._join(ch, user, client, info)
+        except BaseException:
+            self._present.pop((ch, client), None)
+            raise
+
+    async def _join(self, ch: str, user: str, client: str, info: str) -> bool:
+        k = self._prefix + ":ch:" + ch
+        first = await self._run(
+            "JOIN",
+            [k + ":pc", k + ":pu", k + ":pk", self._node_key, self._nodes_key, k + ":live"],
+            [client, user, info, ch, self.node, self._now(), self._node_ttl_ms],
+        )
+        return bool(first)
+
+    async def presence_leave(self, ch: str, user: str, client: str) -> bool:
+        """Remove a connection; see :meth:`.base.Engine.presence_leave`."""
+        self._present.pop((ch, client), None)
+        k = self._prefix + ":ch:" + ch
+        last = await self._run(
+            "LEAVE",
+            [k + ":pc", k + ":pu", k + ":pk", k + ":ps", k + ":pt", self._node_key, k + ":live"],
+            [client, user, ch],
+        )
+        if last:
+            timer = self._state_timers.pop((ch, user), None)
+            if timer is not None:
+                timer.cancel()
+        return bool(last)
+
+    async def presence_state(
+        self, ch: str, user: str, state: str | None, ttl: float | None
+    ) -> None:
+        """Set or clear a user's state; see :meth:`.base.Engine.presence_state`."""
+        k = self._prefix + ":ch:" + ch
+        timer = self._state_timers.pop((ch, user), None)
+        if timer is not None:
+            timer.cancel()
+        deadline = await self._run(
+            "STATE",
+            [k + ":pu", k + ":ps", k + ":pt", k + ":live"],
+            [
+                user,
+                state if state is not None else "",
+                "0" if state is None else "1",
+                "" if ttl is None else max(1, round(ttl * 1000)),
+                "" if ttl is None else repr(float(ttl)),
+                self._now(),
+            ],
+        )
+        if deadline and ttl is not None and state is not None:
+            loop = asyncio.get_running_loop()
+            self._state_timers[(ch, user)] = loop.call_later(
+                ttl, self._expire_state, ch, user, deadline
+            )
+
+    def _expire_state(self, ch: str, user: str, deadline: bytes) -> None:
+        self._state_timers.pop((ch, user), None)
+        k = self._prefix + ":ch:" + ch
+        self._spawn(
+            self._run(
+                "EXPIRE_STATE", [k + ":pu", k + ":ps", k + ":pt", k + ":live"], [user, deadline]
+            ),
+            f"expire the state of {user!r} in {ch!r}",
+        )
+
+    async def presence_snapshot(self, ch: str, *, max_users: int | None = None) -> PresenceSnapshot:
+        """Read who is in the channel; see :meth:`.base.Engine.presence_snapshot`."""
+        k = self._prefix + ":ch:" + ch
+        reply = await self._run(
+            "SNAPSHOT",
+            [k + ":pu", k + ":pk", k + ":ps", k + ":pt", k + ":pv"],
+            [-1 if max_users is None else max_users, self._now()],
+        )
+        count, seq = int(reply[0]), int(reply[1])
+        if len(reply) == 2 and max_users is not None and count > max_users:
+            return PresenceSnapshot(count, None, seq)
+        users = {}
+        for i in range(2, len(reply), 4):
+            state = reply[i + 3]
+            users[reply[i].decode()] = PresenceUser(
+                reply[i + 1].decode(), int(reply[i + 2]), None if state is None else state.decode()
+            )
+        return PresenceSnapshot(count, users, seq)
+
+    # --- the live feed -----------------------------------------------------------------
+
+    def _on_feed(self, channel: bytes, payload: bytes) -> None:
+        ch = self._live.get(channel)
+        if ch is None:
+            return  # unsubscribed meanwhile
+        callbacks = self._callbacks.get(ch)
+        if not callbacks:
+            return
+        try:
+            event = _decode(ch, payload)
+        except (ValueError, KeyError, TypeError):
+            self._errors += 1
+            logger.error("unreadable message on the Redis feed of %r: %r", ch, payload[:80])
+            return
+        self._delivered += 1
+        _notify(callbacks, event)
+
+    def _on_feed_lost(self, exc: Exception | None) -> None:
+        if self._status == "closed":
+            return
+        self._feed = None
+        self._degrade(f"the pub/sub connection was lost ({exc!r})")
+
+    # --- supervision -------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Heartbeat, reap dead nodes, ping the feed, and redial Redis after an outage."""
+        loop = asyncio.get_running_loop()
+        beat_every = self._presence_ttl / 3
+        ping_every = min(beat_every, self._timeout, 5.0)
+        next_beat = loop.time() + beat_every
+        while True:
+            if self._feed is None:
+                await self._recover()
+                next_beat = loop.time() + beat_every
+            now = loop.time()
+            if now >= next_beat:
+                next_beat = now + beat_every
+                await self._beat()
+            feed = self._feed
+            if feed is not None and loop.time() - feed.last_seen >= ping_every:
+                try:
+                    await asyncio.wait_for(feed.ping(), self._timeout)
+                except (BackendUnavailable, asyncio.TimeoutError) as exc:
+                    if self._feed is feed:
+                        feed.close()
+                        self._feed = None
+                        self._degrade(f"the pub/sub connection didn't answer a ping ({exc!r})")
+                    continue
+            # Commands failed while the feed stayed up: back once they work.
+            if self._status == "degraded" and self._feed is not None and await self._ping():
+                self._restored()
+            # Sleep until the next duty, or until something goes wrong.
+            wake = self._wake = loop.create_future()
+            timeout = max(0.01, min(ping_every, next_beat - loop.time()))
+            await asyncio.wait((wake,), timeout=timeout)
+            self._wake = None
+
+    async def _recover(self) -> None:
+        """Redial until Redis answers, then resubscribe and catch up."""
+        assert self._redis is not None
+        for attempt, delay in enumerate(self._backoff, 1):
+            feed: Feed | None = None
+            try:
+                await self._redis.ping()
+                feed = await Feed.open(
+                    self._endpoint,
+                    self._on_feed,
+                    self._on_feed_lost,
+                    timeout=self._timeout,
+                    ssl_context=self._ssl_context,
+                )
+                lives = [(self._prefix + ":ch:" + ch + ":live").encode() for ch in self._callbacks]
+                confirmations = []
+                for i in range(0, len(lives), 500):
+                    confirmations += feed.subscribe(lives[i : i + 500])
+                await asyncio.wait_for(asyncio.gather(*confirmations), self._timeout)
+            except Exception as exc:  # anything: keep trying, say what
+                if feed is not None:
+                    feed.close()
+                self._errors += 1
+                self._last_error = repr(exc)
+                log = logger.warning if attempt in (1, 10) or attempt % 60 == 0 else logger.debug
+                log(
+                    "Redis still unreachable (attempt %d): %r; next try in %.2f s",
+                    attempt,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            self._feed = feed
+            break
+        self._reconnects += 1
+        self._restored()
+        await self._beat()
+        # Presence: this node's entries may be gone (Redis restarted, or other
+        # nodes reaped us as dead); joining again announces who is back.
+        for (ch, client), (user, info) in list(self._present.items()):
+            try:
+                await self._join(ch, user, client, info)
+            except BackendUnavailable:
+                return  # down again: the next recovery does it
+        # Messages stored while the feed was down: let each channel catch up.
+        for ch in list(self._callbacks):
+            try:
+                head = await self.history(ch)
+            except BackendUnavailable:
+                return
+            callbacks = self._callbacks.get(ch)
+            if callbacks:
+                _notify(callbacks, Position(ch, head.epoch, head.last_offset))
+
+    async def _beat(self) -> None:
+        """Renew this node's deadline and reap the nodes whose deadline passed."""
+        try:
+            dead = await self._run(
+                "BEAT", [self._nodes_key], [self.node, self._now(), self._node_ttl_ms], start=False
+            )
+        except BackendUnavailable:
+            return
+        for name in dead:
+            node = name.decode()
+            if node == self.node:
+                continue
+            try:
+                if await self._reap(node):
+                    self._reaped += 1
+                    logger.warning("node %s missed its heartbeat: its users left", node)
+            except BackendUnavailable:
+                return
+
+    async def _reap(self, node: str, *, force: bool = False) -> bool:
+        """Remove a node's presence entries; ``False`` if it turned out alive."""
+        key = f"{self._prefix}:node:{node}"
+        for _ in range(10_000):
+            left = await self._run(
+                "REAP",
+                [self._nodes_key, key],
+                [node, self._now(), self._prefix, "1" if force else "0"],
+                start=False,
+            )
+            if left < 0:
+                return False
+            if left == 0:
+                return True
+        return True
+
+    async def _ping(self) -> bool:
+        assert self._redis is not None
+        try:
+            await self._redis.ping()
+        except Exception as exc:
+            self._last_error = repr(exc)
+            return False
+        return True
+
+    # --- private -----------------------------------------------------------------------
+
+    async def _run(
+        self, script: str, keys: list[str], args: list[Any], *, start: bool = True
+    ) -> Any:
+        """Run a script; Redis errors become :class:`BackendUnavailable`, logged and counted."""
+        if start:
+            await self.start()
+        from redis.exceptions import RedisError
+
+        try:
+            return await self._scripts[script](keys=keys, args=args)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._failed(exc)
+            raise BackendUnavailable(f"Redis failed ({script.lower()}): {exc}") from exc
+
+    def _failed(self, exc: BaseException) -> None:
+        self._errors += 1
+        self._last_error = repr(exc)
+        self._degrade(repr(exc))
+
+    def _degrade(self, reason: str) -> None:
+        self._last_error = reason
+        if self._status == "ok":
+            self._status = "degraded"
+            self._outages += 1
+            self._down_since = _loop_time()
+            logger.warning("Redis engine degraded: %s; clients stay connected, redialling", reason)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def _restored(self) -> None:
+        if self._status != "degraded":
+            return
+        self._status = "ok"
+        now, since = _loop_time(), self._down_since
+        self._down_since = None
+        took = f" after {now - since:.1f} s" if now is not None and since is not None else ""
+        logger.warning("Redis engine back%s", took)
+
+    def _spawn(self, coro: Any, what: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self._tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                logger.warning("can't %s: %s", what, task.exception())
+
+        task.add_done_callback(done)
+
+    def _now(self) -> str:
+        clock = self._clock
+        return "" if clock is None else str(max(0, int(clock() * 1000)))
+
+    def _url_safe(self) -> str:
+        e = self._endpoint
+        where = f"unix://{e.path}" if e.path is not None else f"{e.host}:{e.port}"
+        return ("rediss://" if e.tls else "") + where
+
+    def __repr__(self) -> str:
+        return f"RedisEngine({self._url_safe()!r}, prefix={self._prefix!r}, node={self.node!r})"
+
+
+def _ms(seconds: float | None) -> int:
+    return -1 if seconds is None else max(1, round(seconds * 1000))
+
+
+def _new_epoch() -> str:
+    # 12 random bytes: two channels' epochs never collide.
+    return secrets.token_hex(12)
+
+
+def _dump_meta(meta: Mapping[str, str] | None) -> str:
+    return json.dumps(dict(meta), separators=(",", ":")) if meta else ""
+
+
+def _entry(ch: str, epoch: str, entry: list[Any]) -> Message:
+    """A stream entry ``[b"<offset>-0", [b"t", ms, b"d"|b"s", data, (b"m", meta)]]``."""
+    offset = int(entry[0].split(b"-", 1)[0])
+    fields = entry[1]
+    data: bytes | str = fields[3]
+    if fields[2] == b"s":
+        data = fields[3].decode()
+    meta = json.loads(fields[5]) if len(fields) > 5 else None
+    return Message(ch, epoch, offset, data, meta)
+
+
+def _decode(ch: str, payload: bytes) -> Event:
+    kind = payload[:1]
+    if kind == b"p":
+        e = json.loads(payload[1:])
+        ttl = e.get("t")
+        return PresenceEvent(
+            ch,
+            e["k"],
+            e["u"],
+            int(e["c"]),
+            info=e.get("i"),
+            state=e.get("s"),
+            ttl=None if ttl is None else float(ttl),
+            seq=int(e["q"]),
+        )
+    epoch, offset, meta, data = payload[1:].split(b"\n", 3)
+    return Message(
+        ch,
+        epoch.decode(),
+        int(offset),
+        data.decode() if kind == b"s" else data,
+        json.loads(meta) if meta else None,
+    )
+
+
+def _notify(callbacks: list[Callback], event: Event) -> None:
+    for callback in list(callbacks):
+        try:
+            callback(event)
+        except Exception:
+            logger.exception("engine callback failed for channel %r", event.ch)
+
+
+def _loop_time() -> float | None:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return None
+
+
+async def _close_client(client: Redis) -> None:
+    with contextlib.suppress(Exception):
+        close = getattr(client, "aclose", None) or client.close
+        await close()
+        await client.connection_pool.disconnect()
