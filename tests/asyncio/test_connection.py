@@ -552,3 +552,40 @@ async def test_violation_fails_after_close_timeout_when_the_app_does_not_read() 
         close = await peer.receive_until(Close)
         assert close.code == 1002
         await peer.close()
+
+
+# --- one keepalive timer for many connections ---------------------------------------------
+
+
+async def test_connections_with_the_same_keepalive_share_one_timer() -> None:
+    from openline.asyncio import connection as adapter
+
+    settings: dict[str, Any] = {"ping_interval": 10 * MS, "ping_timeout": 50 * MS}
+    loop = asyncio.get_running_loop()
+    async with run_server(**settings) as server:
+        clients = [await connect(url_of(server), **settings) for _ in range(3)]
+        registry = adapter._KEEPALIVES[loop]
+        (keepalive,) = registry.values()  # clients and server ends alike
+        assert len(keepalive._due) == 6
+        await asyncio.sleep(60 * MS)  # several pings answered
+        assert all(ws.latency > 0 for ws in clients)
+        assert all(ws._timer is None for ws in clients)  # no handle per connection
+        for ws in clients:
+            await ws.close()
+        while server.connections:
+            await asyncio.sleep(MS)
+        assert not keepalive._due
+        while keepalive._handle is not None:  # the next sweep finds nobody and stops
+            await asyncio.sleep(MS)
+        assert not adapter._KEEPALIVES[loop]
+
+
+async def test_async_for_needs_no_async_generator() -> None:
+    async with run_server() as server, connect(url_of(server)) as ws:
+        assert aiter(ws) is ws
+        await ws.send("one")
+        async for message in ws:
+            assert message == "one"
+            break
+        await ws.send("two")
+        assert await anext(ws) == "two"

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from openline.asyncio.messages import MessageQueue
-from openline.exceptions import ConcurrencyError
+from openline.exceptions import ConcurrencyError, ConnectionClosedOK
+from openline.protocol.frames import Close
 
 
 class FakeTransport(asyncio.Transport):
@@ -131,3 +132,101 @@ async def test_closing_transport_is_not_paused() -> None:
     transport.closing = True
     queue.put("x")
     assert transport.is_reading()
+
+
+# --- get_next: the awaitable behind ``async for`` ------------------------------------------
+
+
+def normal_close() -> ConnectionClosedOK:
+    return ConnectionClosedOK(Close(1000, ""), Close(1000, ""), rcvd_then_sent=True)
+
+
+async def test_get_next_returns_buffered_then_waited_messages() -> None:
+    queue, _ = make_queue()
+    queue.put("a")
+    assert await queue.get_next() == "a"
+    reader = asyncio.ensure_future(queue.get_next())
+    await asyncio.sleep(0)
+    assert queue.has_waiter
+    queue.put("b")
+    assert await reader == "b"
+    assert not queue.has_waiter
+
+
+async def test_get_next_ends_the_iteration_at_a_normal_close() -> None:
+    queue, _ = make_queue()
+    queue.put("last")
+    queue.close(normal_close)
+    assert await queue.get_next() == "last"
+    with pytest.raises(StopAsyncIteration):
+        await queue.get_next()
+    # get() raises the exception itself.
+    with pytest.raises(ConnectionClosedOK):
+        await queue.get()
+
+
+async def test_get_next_woken_by_close() -> None:
+    queue, _ = make_queue()
+    stopped = asyncio.ensure_future(queue.get_next())
+    await asyncio.sleep(0)
+    queue.close(Closed)
+    with pytest.raises(Closed):
+        await stopped
+
+
+async def test_get_next_while_another_reader_waits_raises_concurrency_error() -> None:
+    queue, _ = make_queue()
+    reader = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    with pytest.raises(ConcurrencyError):
+        await queue.get_next()
+    queue.put("x")
+    assert await reader == "x"
+
+
+async def test_cancelled_get_next_keeps_message_delivered_before_cancellation() -> None:
+    queue, _ = make_queue()
+
+    async def read() -> object:
+        return await queue.get_next()
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0)
+    queue.put("kept")  # fills the reader's future...
+    reader.cancel()  # ...before the reader runs again
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert not queue.has_waiter
+    assert await queue.get_next() == "kept"
+
+
+async def test_cancelled_get_next_lets_the_next_message_be_buffered() -> None:
+    queue, _ = make_queue()
+
+    async def read() -> object:
+        return await queue.get_next()
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0)
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    queue.put("later")
+    assert len(queue) == 1
+    assert await queue.get() == "later"
+
+
+async def test_get_next_abandoned_by_a_closed_coroutine_releases_the_queue() -> None:
+    queue, _ = make_queue()
+
+    async def read() -> object:
+        return await queue.get_next()
+
+    coroutine = read()
+    future = coroutine.send(None)  # waits on the queue's future
+    assert isinstance(future, asyncio.Future)
+    assert queue.has_waiter
+    coroutine.close()
+    assert not queue.has_waiter
+    queue.put("x")
+    assert await queue.get() == "x"

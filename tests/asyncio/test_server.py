@@ -518,3 +518,84 @@ async def test_process_request_sees_connection_in_its_opening_handshake() -> Non
         with pytest.raises(InvalidMessage):
             await connect(url_of(server, "/hook"))
     assert seen == {"state": None, "path": "/hook", "response": None, "after": State.CLOSED}
+
+
+# --- the handler task and what an open connection keeps ----------------------------------
+
+
+async def test_handler_may_return_any_awaitable() -> None:
+    async def reply(ws: ServerConnection) -> None:
+        await ws.send("from an awaitable")
+
+    def handler(ws: ServerConnection) -> asyncio.Future[None]:
+        return asyncio.ensure_future(reply(ws))
+
+    async with run_server(handler) as server, connect(url_of(server)) as ws:
+        assert [message async for message in ws] == ["from an awaitable"]
+        assert ws.close_code == 1000
+
+
+async def test_handler_failing_before_its_first_await_closes_with_1011(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def handler(ws: ServerConnection) -> asyncio.Future[None]:
+        raise RuntimeError("not even a coroutine")
+
+    caplog.set_level(logging.ERROR, logger="openline.server")
+    async with run_server(handler) as server, connect(url_of(server)) as ws:
+        with pytest.raises(ConnectionClosedError) as info:
+            await ws.recv()
+        assert info.value.code == 1011
+    assert "not even a coroutine" in caplog.text
+
+
+async def test_handler_stopped_by_connection_closed_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stopped = asyncio.Event()
+
+    async def handler(ws: ServerConnection) -> None:
+        try:
+            await ws.recv()
+        finally:
+            stopped.set()
+
+    caplog.set_level(logging.ERROR, logger="openline.server")
+    async with run_server(handler) as server:
+        async with connect(url_of(server)):
+            pass
+        await asyncio.wait_for(stopped.wait(), TIMEOUT)
+        while server._tasks:
+            await asyncio.sleep(MS)
+    assert "connection handler failed" not in caplog.text
+
+
+async def test_open_connection_rebuilds_its_response_on_access() -> None:
+    seen: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: ServerConnection) -> None:
+        assert ws._response_head is None  # not kept while the connection is open
+        seen.set_result(ws.response)
+        await ws.recv()
+
+    async with (
+        run_server(handler, compression=None, subprotocols=["chat"]) as server,
+        connect(url_of(server), subprotocols=["chat"]) as ws,
+    ):
+        response = await asyncio.wait_for(seen, TIMEOUT)
+        assert response is not None
+        assert response == ws.response  # what the client received
+
+
+async def test_response_with_extensions_is_kept() -> None:
+    seen: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: ServerConnection) -> None:
+        seen.set_result(ws.response)
+        await ws.recv()
+
+    async with run_server(handler) as server, connect(url_of(server)) as ws:
+        response = await asyncio.wait_for(seen, TIMEOUT)
+        assert response is not None
+        assert "permessage-deflate" in response.headers["Sec-WebSocket-Extensions"]
+        assert response == ws.response

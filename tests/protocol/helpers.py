@@ -30,11 +30,16 @@ def parse_output(side: Side, chunks: list[bytes]) -> list[Frame | None]:
     The parser here is independent of the core's, so a bug in one cannot hide in the other.
     """
     frames: list[Frame | None] = []
+    # Chunks are a byte stream, not frames: a large frame leaves as two chunks.
+    pending = b""
     for chunk in chunks:
         if chunk == b"":
+            frames.extend(_split_frames(pending, masked=side is Side.CLIENT))
+            pending = b""
             frames.append(None)
             continue
-        frames.extend(_split_frames(chunk, masked=side is Side.CLIENT))
+        pending += chunk
+    frames.extend(_split_frames(pending, masked=side is Side.CLIENT))
     return frames
 
 

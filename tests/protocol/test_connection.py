@@ -704,3 +704,47 @@ def test_deferred_close_reply_wins_over_the_applications_code(side: Side) -> Non
     receive(conn, peer_frame(side, Opcode.CLOSE, Close(4001).serialize()))
     conn.send_close(1000)
     assert sent_frames(conn)[0] == close_frame(4001)
+
+
+# --- large frames leave as header and payload; reads are parsed in place ------------------
+
+
+@pytest.mark.parametrize("size", [16383, 16384, 65535, 65536, 100_000])
+@pytest.mark.parametrize("side", [Side.CLIENT, Side.SERVER])
+def test_large_frames_leave_as_header_and_payload(side: Side, size: int) -> None:
+    sender = Connection(side)
+    receiver = Connection(Side.SERVER if side is Side.CLIENT else Side.CLIENT)
+    payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    sender.send_binary(payload, fin=False)
+    sender.send_continuation(payload, fin=True)
+    output = sender.data_to_send()
+    assert len(output) == (4 if size >= 16384 else 2)
+    assert all(output)  # never b"": that would mean "half-close"
+    if side is Side.SERVER:
+        first = wire_frame(Opcode.BINARY, payload, fin=False, masked=False)
+        assert b"".join(output).startswith(first)
+    receiver.receive_data(b"".join(output))
+    assert receiver.events_received() == [BinaryMessage(payload * 2)]
+
+
+@pytest.mark.parametrize("split", [1, 2, 5, 6, 100, 1000])
+def test_reads_split_anywhere_give_the_same_messages(split: int) -> None:
+    frames = b"".join(
+        peer_frame(Side.SERVER, opcode, data, fin=fin)
+        for opcode, data, fin in [
+            (Opcode.TEXT, "café ".encode() * 50, False),
+            (Opcode.CONT, "déjà".encode(), True),
+            (Opcode.BINARY, b"\x00" * 300, True),
+            (Opcode.PING, b"p", True),
+        ]
+    )
+    conn = Connection(Side.SERVER)
+    for start in range(0, len(frames), split):
+        conn.receive_data(frames[start : start + split])
+    assert conn.events_received() == [
+        TextMessage("café " * 50 + "déjà"),
+        BinaryMessage(b"\x00" * 300),
+        Ping(b"p"),
+    ]
+    # Nothing is kept once every frame is complete.
+    assert (conn._buffer, conn._msg_chunks) == (None, None)

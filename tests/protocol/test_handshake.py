@@ -1246,3 +1246,89 @@ def test_parse_uri_rejects_invalid_uris(uri: str, message: str) -> None:
     with pytest.raises(InvalidURI, match=message) as info:
         parse_uri(uri)
     assert info.value.uri == uri
+
+
+# --- server: the serialized fast path ---------------------------------------------------
+
+
+def _fast_path_servers() -> dict[str, ServerHandshake]:
+    from openline.protocol.extensions.deflate import ServerPerMessageDeflateFactory
+
+    return {
+        "default": ServerHandshake(),
+        "no server header": ServerHandshake(server_header=None),
+        "deflate and subprotocols": ServerHandshake(
+            subprotocols=["chat", "superchat"],
+            extensions=[ServerPerMessageDeflateFactory()],
+            origins=["http://localhost:8000", None],
+        ),
+        "picky": ServerHandshake(
+            select_subprotocol=lambda offers: offers[-1], origins=["https://example.com"]
+        ),
+    }
+
+
+def _parsed(raw: bytes) -> Request:
+    parsed = parse_request(raw)
+    assert parsed is not None
+    return parsed[0]
+
+
+FAST_PATH_REQUESTS = {
+    **{f"client {name}": _parsed(raw) for name, raw in CLIENT_REQUESTS.items()},
+    **{f"rejection {name}": case.request for name, case in REJECTIONS.items()},
+    "subprotocols": make_request(("Sec-WebSocket-Protocol", "superchat, chat")),
+    "connection keep-alive": make_request(("Connection", "keep-alive, Upgrade")),
+    "connection lower case": make_request(("Connection", "upgrade")),
+    "connection with spaces": make_request(("Connection", " Upgrade ,")),
+    "upgrade with other protocols": make_request(("Upgrade", "h2c, WebSocket")),
+}
+
+
+@pytest.mark.parametrize("server", _fast_path_servers())
+@pytest.mark.parametrize("case", FAST_PATH_REQUESTS)
+def test_server_fast_path_sends_the_same_bytes_as_process_request(server: str, case: str) -> None:
+    handshake = _fast_path_servers()[server]
+    request = FAST_PATH_REQUESTS[case]
+    result = handshake.process_request(request)
+    head, negotiated, error = handshake.process_request_head(request)
+    assert head == result.response.serialize()
+    assert (negotiated is None) == (result.negotiated is None)
+    if negotiated is not None and result.negotiated is not None:
+        assert negotiated.subprotocol == result.negotiated.subprotocol
+        assert [e.name for e in negotiated.extensions] == [
+            e.name for e in result.negotiated.extensions
+        ]
+        if not negotiated.extensions:
+            # What the I/O layer rebuilds while the connection is open.
+            assert handshake.build_response_head(request, negotiated.subprotocol) == head
+    assert type(error) is type(result.error)
+    assert str(error) == str(result.error)
+
+
+def _is_canonical_key(key: str) -> bool:
+    # The definition: base64 of 16 bytes, in its canonical encoding.
+    try:
+        raw = base64.b64decode(key.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, ValueError):
+        return False
+    return len(raw) == 16 and base64.b64encode(raw).decode("ascii") == key
+
+
+def test_key_check_matches_the_base64_definition() -> None:
+    import random
+
+    from openline.protocol.handshake import _is_valid_key
+
+    rng = random.Random(6455)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+    keys = ["", "=" * 24, KEY, KEY[:-1], KEY + "=", KEY.replace("Q==", "R=="), "é" * 24]
+    for _ in range(2000):
+        valid = base64.b64encode(rng.randbytes(16)).decode()
+        keys.append(valid)
+        position = rng.randrange(len(valid))
+        keys.append(valid[:position] + rng.choice(alphabet + "-_ .é") + valid[position + 1 :])
+        keys.append(valid[:21] + rng.choice(alphabet) + "==")
+        keys.append("".join(rng.choice(alphabet) for _ in range(rng.choice((22, 23, 24, 25)))))
+    for key in keys:
+        assert _is_valid_key(key) == _is_canonical_key(key), key

@@ -7,6 +7,7 @@ through the server handshake.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -646,3 +647,60 @@ def test_requests_survive_a_round_trip(fields: list[tuple[str, str]], path: str)
     request = Request(path, headers)
     data = request.serialize()
     assert parse_request(data) == (request, len(data))
+
+
+# --- the one-expression fast path for field lines -----------------------------------------
+
+FIELD_LINES = [
+    b"Host: example.com",
+    b"Host:example.com",
+    b"Host:   example.com \t ",
+    b"X-Empty:",
+    b"X-Empty:   ",
+    b"X-Tab:\tvalue\twith\ttabs\t",
+    b"X-Obs-Text: caf\xe9",
+    b"X-Colons: a:b:c",
+    b" Host: folded",
+    b"\tHost: folded",
+    b"Host : space before colon",
+    b"No colon here",
+    b": no name",
+    b"Bad(Name): x",
+    b"X-Ctl: a\x00b",
+    b"X-Ctl: a\x7fb",
+    b"X-Ctl: a\x1fb",
+    b"X-Del\x7f: b",
+]
+
+
+def _reference_fields(lines: list[bytes]) -> list[tuple[str, str]] | str:
+    # The step-by-step parser that the fast path must agree with.
+    fields = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            return f"obsolete line folding isn't supported: {line!r}"
+        name, colon, value = line.partition(b":")
+        if not colon or not re.fullmatch(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", name):
+            return f"invalid header line: {line!r}"
+        value = value.strip(b" \t")
+        if not re.fullmatch(rb"[\t\x20-\x7e\x80-\xff]*", value):
+            return f"invalid header value: {line!r}"
+        fields.append((name.decode(), value.decode("latin-1")))
+    return fields
+
+
+@pytest.mark.parametrize("first", range(len(FIELD_LINES)))
+@pytest.mark.parametrize("second", range(len(FIELD_LINES)))
+def test_field_lines_parse_as_the_step_by_step_checks_say(first: int, second: int) -> None:
+    lines = [b"Host: x", FIELD_LINES[first], FIELD_LINES[second]]
+    raw = b"GET / HTTP/1.1\r\n" + b"\r\n".join(lines) + b"\r\n\r\n"
+    expected = _reference_fields(lines)
+    if isinstance(expected, str):
+        with pytest.raises(InvalidMessage) as info:
+            parse_request(raw)
+        kind = expected.split(":")[0]
+        assert str(info.value).startswith(kind)
+    else:
+        parsed = parse_request(raw)
+        assert parsed is not None
+        assert parsed[0].headers.raw_items() == expected

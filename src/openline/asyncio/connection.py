@@ -6,7 +6,7 @@ bytes, it feeds them to :class:`openline.protocol.connection.Connection` (the
 writes whatever the core wants to send, all inside ``data_received``: no task
 is created per message, or per connection beyond the server's handler task.
 
-Timers are ``loop.call_later`` handles, one at a time, in this order:
+Timers, in this order:
 
 ==================  ====================================  ===========================
 phase               timer                                 when it fires
@@ -16,6 +16,11 @@ open                next keepalive ping (``ping_interval``)  send a ping
 open                pong deadline (``ping_timeout``)      fail with 1011
 closing             ``close_timeout``                     abort the transport
 ==================  ====================================  ===========================
+
+The opening and closing ones are a ``loop.call_later`` handle per connection,
+one at a time. The keepalive steps of an open connection have none: a
+:class:`_Keepalive` shared by every connection with the same settings on the
+loop sweeps them periodically (a handle costs about 600 bytes per connection).
 
 Flow control, both ways:
 
@@ -35,10 +40,18 @@ import os
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+)
 from typing import Any, NoReturn, cast
 
-from ..exceptions import ConcurrencyError, ConnectionClosedOK, InvalidState
+from ..exceptions import ConcurrencyError, InvalidState
 from ..protocol.connection import Connection as Core
 from ..protocol.connection import Side, State
 from ..protocol.events import BinaryMessage, Event, Pong, TextMessage
@@ -88,6 +101,7 @@ class Connection(asyncio.Protocol):
         "_dispatching",
         "_drain_waiters",
         "_id",
+        "_keepalive",
         "_listener",
         "_loop",
         "_lost",
@@ -120,6 +134,8 @@ class Connection(asyncio.Protocol):
         # round trip on a local network.
         self._pings: dict[bytes, tuple[asyncio.Future[float] | None, float]] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # The shared keepalive timer this connection is scheduled on, if any.
+        self._keepalive: _Keepalive | None = None
         self._close_armed = False
         self._lost = False
         self._closed_waiter: asyncio.Future[None] | None = None
@@ -239,7 +255,7 @@ class Connection(asyncio.Protocol):
         # connection waiting for its next message.
         return self._messages.get()
 
-    async def __aiter__(self) -> AsyncIterator[Data]:
+    def __aiter__(self) -> AsyncIterator[Data]:
         """Receive messages until the connection closes.
 
         The iteration stops when the connection closes normally.
@@ -248,11 +264,19 @@ class Connection(asyncio.Protocol):
             ConnectionClosedError: The connection closed with an error.
             ConcurrencyError: Another coroutine is already waiting in ``recv()``.
         """
-        try:
-            while True:
-                yield await self.recv()
-        except ConnectionClosedOK:
-            return
+        # The connection is its own iterator: no async generator, and waiting
+        # for the next message costs one future (see MessageQueue.get_next).
+        return self
+
+    def __anext__(self) -> Awaitable[Data]:
+        """Return an awaitable of the next message, as ``async for`` needs.
+
+        Raises:
+            StopAsyncIteration: The connection closed normally.
+            ConnectionClosedError: The connection closed with an error.
+            ConcurrencyError: Another coroutine is already waiting in ``recv()``.
+        """
+        return self._messages.get_next()
 
     # --- public API: low level --------------------------------------------------------
 
@@ -495,6 +519,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Wake everyone who waits on this connection."""
         self._lost = True
+        self._stop_keepalive()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -554,9 +579,12 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        interval = self._settings.ping_interval
+        interval = settings.ping_interval
         if interval is not None:
-            self._timer = self._loop.call_later(interval, self._send_keepalive_ping)
+            keepalive = self._keepalive = _keepalive_for(
+                self._loop, interval, settings.ping_timeout
+            )
+            keepalive.schedule(self, interval)
         if leftover:
             self.data_received(leftover)
 
@@ -603,12 +631,11 @@ class Connection(asyncio.Protocol):
             if key == data:
                 self.latency = now - sent
                 break
-        if keepalive_sent is not None and self._settings.ping_timeout is not None:
+        keepalive = self._keepalive
+        if keepalive_sent is not None and keepalive is not None:
             # The keepalive ping was answered: replace its deadline with the next ping.
             delay = max(0.0, keepalive_sent + (self._settings.ping_interval or 0.0) - now)
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self._loop.call_later(delay, self._send_keepalive_ping)
+            keepalive.schedule(self, delay)
 
     # --- private: sending --------------------------------------------------------------
 
@@ -742,10 +769,19 @@ class Connection(asyncio.Protocol):
 
     # --- private: keepalive ------------------------------------------------------------
 
+    def _keepalive_due(self) -> None:
+        """Called by the shared keepalive timer: send the next ping, or give up waiting."""
+        pings = self._pings
+        waiting = pings is not None and any(waiter is None for waiter, _ in pings.values())
+        if waiting and self._settings.ping_timeout is not None:
+            self._keepalive_timeout()
+            return
+        self._send_keepalive_ping()
+
     def _send_keepalive_ping(self) -> None:
-        self._timer = None
         core = self._core
-        if core is None or core.state is not _OPEN:
+        keepalive = self._keepalive
+        if core is None or core.state is not _OPEN or keepalive is None:
             return
         pings = self._pings
         if pings is None:
@@ -758,14 +794,20 @@ class Connection(asyncio.Protocol):
         pings[payload] = (None, time.monotonic())
         core.send_ping(payload)
         self._flush(core)
+        if self._keepalive is None:  # the flush closed the connection
+            return
         settings = self._settings
         if settings.ping_timeout is not None:
-            self._timer = self._loop.call_later(settings.ping_timeout, self._keepalive_timeout)
+            keepalive.schedule(self, settings.ping_timeout)
         elif settings.ping_interval is not None:
-            self._timer = self._loop.call_later(settings.ping_interval, self._send_keepalive_ping)
+            keepalive.schedule(self, settings.ping_interval)
+
+    def _stop_keepalive(self) -> None:
+        keepalive, self._keepalive = self._keepalive, None
+        if keepalive is not None:
+            keepalive.cancel(self)
 
     def _keepalive_timeout(self) -> None:
-        self._timer = None
         core = self._core
         if core is None or core.state is not _OPEN:
             return
@@ -791,6 +833,7 @@ class Connection(asyncio.Protocol):
         if messages.is_closed:
             return
         messages.close(self._release_close)
+        self._stop_keepalive()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -828,6 +871,7 @@ class Connection(asyncio.Protocol):
         # The peer's close frame must be read even if the application stopped
         # reading messages: stop pushing back.
         self._messages.release()
+        self._stop_keepalive()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -935,3 +979,81 @@ def _cork_for(loop: asyncio.AbstractEventLoop) -> _Cork:
     if cork is None:
         cork = _CORKS[loop] = _Cork(loop)
     return cork
+
+
+class _Keepalive:
+    """One timer for the keepalive of many connections: a periodic sweep.
+
+    A ``TimerHandle`` per connection costs about 600 bytes on every idle
+    connection; here a connection costs one entry in a dict. Each connection
+    has the time its next keepalive step is due (a ping, or the end of the wait
+    for its pong); the sweep runs every ``tick`` seconds while any connection is
+    scheduled and runs the steps that are due. A step therefore runs up to one
+    tick late: an eighth of the shorter of ``ping_interval`` and ``ping_timeout``.
+    """
+
+    __slots__ = ("_due", "_handle", "_key", "_loop", "_tick")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, key: tuple[float, float | None], tick: float
+    ) -> None:
+        self._loop = loop
+        self._key = key
+        self._tick = tick
+        self._due: dict[Connection, float] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def schedule(self, connection: Connection, delay: float) -> None:
+        """Run ``connection._keepalive_due()`` in ``delay`` seconds, give or take a tick."""
+        self._due[connection] = self._loop.time() + delay
+        if self._handle is None:
+            self._handle = self._loop.call_later(self._tick, self._sweep)
+
+    def cancel(self, connection: Connection) -> None:
+        """Forget ``connection``; the next sweep stops the timer if none is left."""
+        self._due.pop(connection, None)
+
+    def _sweep(self) -> None:
+        self._handle = None
+        # Never early (a pong deadline is a minimum), at most a tick late.
+        now = self._loop.time()
+        due = [connection for connection, when in self._due.items() if when <= now]
+        for connection in due:
+            del self._due[connection]
+        for connection in due:
+            try:
+                connection._keepalive_due()  # may schedule() it again
+            except Exception:  # pragma: no cover - a bug: don't stop everyone's keepalive
+                connection._settings.logger.exception("keepalive failed")
+        self._rearm()
+
+    def _rearm(self) -> None:
+        if self._handle is not None:
+            return  # a connection was scheduled again during the sweep
+        if self._due:
+            self._handle = self._loop.call_later(self._tick, self._sweep)
+            return
+        # Nobody left: forget this timer; a connection opened later makes a new one.
+        registry = _KEEPALIVES.get(self._loop)
+        if registry is not None and registry.get(self._key) is self:
+            del registry[self._key]
+
+
+_KEEPALIVES: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[float, float | None], _Keepalive]
+] = weakref.WeakKeyDictionary()
+
+
+def _keepalive_for(
+    loop: asyncio.AbstractEventLoop, interval: float, timeout: float | None
+) -> _Keepalive:
+    """Return the shared keepalive timer for these settings on ``loop``."""
+    registry = _KEEPALIVES.get(loop)
+    if registry is None:
+        registry = _KEEPALIVES[loop] = {}
+    key = (interval, timeout)
+    keepalive = registry.get(key)
+    if keepalive is None:
+        tick = min(interval, interval if timeout is None else timeout) / 8
+        keepalive = registry[key] = _Keepalive(loop, key, tick)
+    return keepalive

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, NoReturn
 
-from ..exceptions import ConcurrencyError
+from ..exceptions import ConcurrencyError, ConnectionClosedOK
 from ..typing import Data
 
 __all__ = ["MessageQueue"]
@@ -161,6 +162,20 @@ class MessageQueue:
             raise self._closed()
         return message
 
+    def get_next(self) -> Awaitable[Data]:
+        """Like :meth:`get`, for ``async for``: a normal close ends the iteration.
+
+        The awaitable is a small object rather than a coroutine, and ``async
+        for`` needs no async generator: waiting costs one future, which matters
+        on every idle connection.
+
+        Raises:
+            ConcurrencyError: As for :meth:`get`, when awaited.
+            BaseException: As for :meth:`get`, unless it is a
+                ``ConnectionClosedOK``; then ``StopAsyncIteration``.
+        """
+        return _Next(self)
+
     # --- private ----------------------------------------------------------------------------
 
     def _push_front(self, message: Data) -> None:
@@ -182,3 +197,86 @@ class MessageQueue:
         if transport is None or transport.is_closing():
             return
         transport.resume_reading()
+
+
+class _Next:
+    """The awaitable of :meth:`MessageQueue.get_next`: :meth:`MessageQueue.get` as an iterator.
+
+    It implements the generator protocol by hand (``send``, ``throw``,
+    ``close``), so that awaiting it allocates no frame: the task waits on the
+    future it yields.
+    """
+
+    __slots__ = ("_queue", "_waiter")
+
+    def __init__(self, queue: MessageQueue) -> None:
+        self._queue = queue
+        self._waiter: asyncio.Future[Data | None] | None = None
+
+    def __await__(self) -> Generator[Any, None, Data]:
+        return self
+
+    def __iter__(self) -> _Next:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, value: None) -> Any:
+        """Run until the next message; yield the future to wait on, if any."""
+        queue = self._queue
+        waiter = self._waiter
+        if waiter is None:
+            current = queue._waiter
+            if current is not None and not current.done():
+                raise ConcurrencyError(
+                    "cannot call recv() while another coroutine is already waiting for a message"
+                )
+            message = queue.get_nowait()
+            if message is not None:
+                raise StopIteration(message)
+            if queue._closed is not None:
+                self._end(queue._closed)
+            waiter = self._waiter = queue._waiter = asyncio.get_running_loop().create_future()
+            # What Future.__await__ does: tell the task to wait for this future.
+            waiter._asyncio_future_blocking = True
+            return waiter
+        if queue._waiter is waiter:
+            queue._waiter = None
+        message = waiter.result()  # CancelledError if it was cancelled
+        if message is None:
+            assert queue._closed is not None  # close() woke us
+            self._end(queue._closed)
+        raise StopIteration(message)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """Take the task's cancellation (or another exception) while waiting."""
+        if val is None:
+            val = typ() if isinstance(typ, type) else typ
+        queue = self._queue
+        waiter = self._waiter
+        if waiter is not None:
+            if queue._waiter is waiter:
+                queue._waiter = None
+            # put() may have filled the future just before the task was cancelled:
+            # keep that message for the next reader instead of losing it.
+            if waiter.done() and not waiter.cancelled():
+                message = waiter.result()
+                if message is not None:
+                    queue._push_front(message)
+            elif not waiter.done():
+                waiter.cancel()
+        raise val
+
+    def close(self) -> None:
+        """Give up waiting (the awaiting coroutine is being closed)."""
+        waiter = self._waiter
+        if waiter is not None and self._queue._waiter is waiter:
+            self._queue._waiter = None
+            waiter.cancel()
+
+    def _end(self, closed: Callable[[], BaseException]) -> NoReturn:
+        exc = closed()
+        if isinstance(exc, ConnectionClosedOK):
+            raise StopAsyncIteration
+        raise exc

@@ -1,15 +1,17 @@
 """The WebSocket server: :class:`serve`, :class:`Server` and :class:`ServerConnection`.
 
 One :class:`ServerConnection` (an ``asyncio.Protocol``) per TCP connection reads
-the upgrade request with hard limits, then runs one task for the rest of the
-connection's life: the ``process_request`` hook, the handshake response, and the
-application's handler. A client that never finishes its request costs no task,
-only the protocol, its buffer and the ``open_timeout`` timer.
+the upgrade request with hard limits and answers it from ``data_received``: the
+handshake takes no task unless the ``process_request`` hook is ``async`` (then a
+task awaits it). Once open, one task runs the application's handler itself, and
+its done callback closes the connection. A client that never finishes its
+request costs no task, only the protocol, its buffer and the ``open_timeout`` timer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import inspect
 import socket
@@ -24,7 +26,7 @@ from ..protocol.extensions.base import ServerExtensionFactory
 from ..protocol.extensions.deflate import ServerPerMessageDeflateFactory
 from ..protocol.frames import Close, CloseCode
 from ..protocol.handshake import USER_AGENT, Negotiated, ServerHandshake
-from ..protocol.http11 import Request, Response, parse_request
+from ..protocol.http11 import Request, Response, parse_request, parse_response
 from ..typing import LoggerLike
 from .config import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -49,6 +51,11 @@ ProcessRequest = Callable[
     ["ServerConnection", Request], "Response | Awaitable[Response | None] | None"
 ]
 
+
+#: The name of every handler task.
+_HANDLER_TASK_NAME = "openline.server handler"
+#: The context that _handler_done runs in.
+_CALLBACK_CONTEXT = contextvars.Context()
 
 #: Bytes a client may send after its upgrade request, before the response,
 #: without reading pausing.
@@ -93,21 +100,26 @@ class ServerConnection(Connection):
 
     def _receive_handshake(self, data: bytes) -> None:
         buffer = self._buffer
-        if buffer is None:
-            buffer = self._buffer = bytearray(data)
-        else:
-            buffer += data
-        if self._task is not None:
+        if self._request_head is not None:
             # The request is complete and these bytes follow it: a client may send
             # frames before our response. Keep reading, to notice a client that
             # goes away, unless it sends too much.
+            if buffer is None:
+                buffer = self._buffer = bytearray(data)
+            else:
+                buffer += data
             if len(buffer) > _MAX_EARLY_DATA:
                 self._transport.pause_reading()
             return
+        if buffer is not None:
+            buffer += data
         server = self._server
         try:
+            # Usually the whole request arrives in one read: parse it where it is.
             parsed = parse_request(
-                buffer, max_line=server._max_header_line, max_headers=server._max_headers
+                data if buffer is None else buffer,
+                max_line=server._max_header_line,
+                max_headers=server._max_headers,
             )
         except SecurityError as exc:
             self._reject(431, exc)
@@ -116,12 +128,19 @@ class ServerConnection(Connection):
             self._reject(400, exc)
             return
         if parsed is None:
+            if buffer is None:
+                self._buffer = bytearray(data)
             return
         request, consumed = parsed
-        self._request_head = bytes(buffer[:consumed])
-        del buffer[:consumed]
-        task = self._task = self._loop.create_task(self._run(request))
-        server._tasks.add(task)
+        if buffer is not None:
+            self._request_head = bytes(buffer[:consumed])
+            del buffer[:consumed]
+        elif consumed == len(data):
+            self._request_head = bytes(data)  # no copy for bytes
+        else:
+            self._request_head = data[:consumed]
+            self._buffer = bytearray(memoryview(data)[consumed:])
+        self._start(request)
 
     def _reject(self, status: int, exc: InvalidHandshake) -> None:
         """Answer a malformed request with a plain-text error and close."""
@@ -141,85 +160,148 @@ class ServerConnection(Connection):
             self._settings.logger.debug("opening handshake timed out: dropping the connection")
         self._transport.abort()
 
-    async def _run(self, request: Request) -> None:
-        """The connection's task: finish the handshake, run the handler, close.
+    def _start(self, request: Request) -> None:
+        """Answer the request at once, unless an ``async`` process_request must run first.
 
-        The handler's exceptions are handled here rather than in a helper
-        coroutine: every frame on this task's stack lives as long as the
-        connection.
+        The common case takes no task and no turn of the event loop: the 101 goes
+        out from ``data_received``, and the only task is the handler's.
         """
-        server = self._server
-        settings = self._settings
-        try:
-            accepted = await self._accept(request)
-            # This frame lives as long as the connection: don't let it keep the
-            # parsed request (about 3 KB); the request property re-parses it.
-            del request
-            if not accepted:
-                return
-            code: int = CloseCode.NORMAL_CLOSURE
-            try:
-                await server._handler(self)
-            except asyncio.CancelledError:
-                self._transport.abort()
-                raise
-            except Exception as exc:
-                if isinstance(exc, ConnectionClosed) and self.state is not State.OPEN:
-                    # The connection closed under the handler: nothing went wrong here.
-                    if settings.debug:
-                        settings.logger.debug("handler stopped: %s", exc)
-                else:
-                    settings.logger.error("connection handler failed", exc_info=True)
-                    code = CloseCode.INTERNAL_ERROR
-            await self.close(code)
-        finally:
-            if self._task is not None:
-                server._tasks.discard(self._task)
-
-    async def _accept(self, request: Request) -> bool:
-        """Send the handshake response; return whether the connection is open."""
-        server = self._server
-        settings = self._settings
-        try:
-            response, negotiated = await self._respond(request)
-        except Exception:
-            settings.logger.error("opening handshake failed", exc_info=True)
-            text = "failed to open a websocket connection: internal error\n"
-            response, negotiated = server._handshake.reject(500, text), None
-        if self._lost:
-            return False
-        head = self._response_head = response.serialize()
-        transport = self._transport
-        transport.write(head)
-        if negotiated is None:
-            transport.close()
-            return False
-        server.connections.add(self)
-        # In case early data paused reading. Resume first: the leftover bytes may
-        # fill the message queue, which then pauses reading again.
-        transport.resume_reading()
-        self._open(Side.SERVER, negotiated, bytes(self._buffer or b""))
-        return True
-
-    async def _respond(self, request: Request) -> tuple[Response, Negotiated | None]:
-        """Decide the handshake response: the hook's, a refusal, or the upgrade."""
-        server = self._server
-        hook = server._process_request
+        hook = self._server._process_request
         if hook is not None:
-            answer = hook(self, request)
+            try:
+                answer = hook(self, request)
+            except Exception:
+                self._finish(*self._internal_error())
+                return
             if inspect.isawaitable(answer):
-                answer = await answer
+                task = self._task = self._loop.create_task(self._respond_later(request, answer))
+                self._server._tasks.add(task)
+                task.add_done_callback(self._server._tasks.discard)
+                return
             if answer is not None:
-                return answer, None
+                self._finish(answer, None)
+                return
+        try:
+            decided = self._respond(request)
+        except Exception:
+            decided = self._internal_error()
+        self._finish(*decided)
+
+    async def _respond_later(self, request: Request, answer: Awaitable[Response | None]) -> None:
+        """The task of an ``async`` process_request hook: await it, then answer."""
+        try:
+            response = await answer
+            decided = (response, None) if response is not None else self._respond(request)
+        except Exception:
+            decided = self._internal_error()
+        self._finish(*decided)
+
+    def _internal_error(self) -> tuple[bytes, None]:
+        self._settings.logger.error("opening handshake failed", exc_info=True)
+        text = "failed to open a websocket connection: internal error\n"
+        return self._server._handshake.reject(500, text).serialize(), None
+
+    def _respond(self, request: Request) -> tuple[bytes | Response, Negotiated | None]:
+        """Decide the handshake response: a refusal or the upgrade."""
+        server = self._server
         if server._closing:
             return server._handshake.reject(503, "server is shutting down\n"), None
         limit = server._max_connections
         if limit is not None and len(server.connections) >= limit:
             return server._handshake.reject(503, "too many connections\n"), None
-        result = server._handshake.process_request(request)
-        if result.error is not None and self._settings.debug:
-            self._settings.logger.debug("rejected upgrade request: %s", result.error)
-        return result.response, result.negotiated
+        head, negotiated, error = server._handshake.process_request_head(request)
+        if error is not None and self._settings.debug:
+            self._settings.logger.debug("rejected upgrade request: %s", error)
+        return head, negotiated
+
+    def _finish(self, response: bytes | Response, negotiated: Negotiated | None) -> None:
+        """Send the handshake response; on success, open and start the handler."""
+        if self._lost:
+            return
+        head = response if isinstance(response, bytes) else response.serialize()
+        transport = self._transport
+        transport.write(head)
+        if negotiated is None:
+            self._response_head = head
+            transport.close()
+            return
+        if negotiated.extensions:
+            # Without extensions the response is rebuilt from the request on
+            # access (see the response property): one bytes object less per
+            # idle connection.
+            self._response_head = head
+        server = self._server
+        # Each live protocol is in one set: one entry per connection, not two.
+        server._protocols.discard(self)
+        server.connections.add(self)
+        # In case early data paused reading. Resume first: the leftover bytes may
+        # fill the message queue, which then pauses reading again.
+        transport.resume_reading()
+        self._open(Side.SERVER, negotiated, bytes(self._buffer or b""))
+        # The handler runs as the task itself, not under a wrapper coroutine, and
+        # _handler_done closes the connection: one coroutine frame less for the
+        # connection's whole life.
+        try:
+            awaitable = server._handler(self)
+        except Exception as exc:
+            self._handler_failed(exc)
+            return
+        coroutine = awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
+        # A shared name: the default ("Task-<n>", a new string per task) costs
+        # about 60 bytes on every connection. set_name() can still change it.
+        task = self._task = self._loop.create_task(coroutine, name=_HANDLER_TASK_NAME)
+        server._tasks.add(task)
+        # The callback needs no context of its own: share one rather than copy
+        # the current context for every connection.
+        task.add_done_callback(self._handler_done, context=_CALLBACK_CONTEXT)
+
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        """Close the connection once the handler returns: 1000, or 1011 if it raised."""
+        self._server._tasks.discard(task)
+        if task.cancelled():
+            self._transport.abort()
+            return
+        exc = task.exception()
+        if exc is None:
+            self._close_nowait(CloseCode.NORMAL_CLOSURE)
+        elif isinstance(exc, Exception):
+            self._handler_failed(exc)
+        else:  # KeyboardInterrupt or SystemExit: the task already re-raised it
+            self._transport.abort()
+
+    def _handler_failed(self, exc: Exception) -> None:
+        settings = self._settings
+        if isinstance(exc, ConnectionClosed) and self.state is not State.OPEN:
+            # The connection closed under the handler: nothing went wrong here.
+            if settings.debug:
+                settings.logger.debug("handler stopped: %s", exc)
+            self._close_nowait(CloseCode.NORMAL_CLOSURE)
+            return
+        settings.logger.error("connection handler failed", exc_info=exc)
+        self._close_nowait(CloseCode.INTERNAL_ERROR)
+
+    def _close_nowait(self, code: int) -> None:
+        core = self._core
+        if core is not None and core.state is State.OPEN and not self._lost:
+            core.send_close(code, "")
+            self._flush(core)
+
+    @property
+    def response(self) -> Response | None:
+        """The opening handshake response; ``None`` until known.
+
+        Parsed anew at each access, like :attr:`request`.
+        """
+        head = self._response_head
+        if head is None and self._core is not None:
+            request = self.request
+            assert request is not None  # the connection is open
+            head = self._server._handshake.build_response_head(request, self.subprotocol)
+        if head is None:
+            return None
+        parsed = parse_response(head, max_line=None, max_headers=None, max_size=None)
+        assert parsed is not None
+        return parsed[0]
 
     def _shutdown(self, code: int, reason: str) -> None:
         """Start closing for a server shutdown, without waiting."""
@@ -260,7 +342,8 @@ class Server:
         self._open_timeout = open_timeout
         self._server: asyncio.Server | None = None
         self.connections: set[ServerConnection] = set()
-        # Every live protocol, including those still in the opening handshake.
+        # The protocols still in their opening handshake; with connections, every
+        # live protocol (each is in one of the two sets).
         self._protocols: set[ServerConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -361,8 +444,14 @@ class Server:
         self._protocols.discard(connection)
         self.connections.discard(connection)
         drained = self._drained
-        if drained is not None and not self._protocols and not drained.done():
+        if drained is None or drained.done():
+            return
+        if not self._protocols and not self.connections:
             drained.set_result(None)
+
+    def _live(self) -> list[ServerConnection]:
+        """Every live protocol: in the opening handshake, open, or closing."""
+        return [*self._protocols, *self.connections]
 
     def _get_closed(self) -> asyncio.Future[None]:
         if self._closed is None:
@@ -374,14 +463,14 @@ class Server:
         deadline = None if timeout is None else loop.time() + timeout
         if self._server is not None:
             self._server.close()
-        for connection in list(self._protocols):
+        for connection in self._live():
             connection._shutdown(code, reason)
-        if self._protocols:
+        if self._live():
             self._drained = loop.create_future()
             try:
                 await asyncio.wait_for(asyncio.shield(self._drained), _remaining(loop, deadline))
             except asyncio.TimeoutError:
-                for connection in list(self._protocols):
+                for connection in self._live():
                     connection._transport.abort()
                 # Let connection_lost run and wake the handlers before judging them.
                 await asyncio.sleep(0)
@@ -396,6 +485,10 @@ class Server:
         closed = self._get_closed()
         if not closed.done():
             closed.set_result(None)
+
+
+async def _await(awaitable: Awaitable[None]) -> None:
+    await awaitable
 
 
 def _remaining(loop: asyncio.AbstractEventLoop, deadline: float | None) -> float | None:

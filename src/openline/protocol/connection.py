@@ -31,11 +31,13 @@ layer to re-raise. Local misuse, such as sending after closing, raises
 
 from __future__ import annotations
 
+import codecs
 import enum
 import logging
 import os
 import struct
 from collections.abc import Sequence
+from typing import Any
 
 from ..exceptions import (
     ConnectionClosed,
@@ -83,6 +85,10 @@ _KNOWN_OPCODES = frozenset((_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG))
 _COMPRESSED_SLACK = 1024
 
 _MASK_POOL_SIZE = 4096
+# From this payload size, a frame leaves as two chunks, header and payload, rather
+# than one: joining them would copy the payload once more, and the transport
+# writes both with one writev. Never 0: an empty chunk means "half-close".
+_SPLIT_FRAME_SIZE = 16384
 
 
 class Side(enum.Enum):
@@ -135,11 +141,10 @@ class Connection:
         "_is_client",
         "_mask_pool",
         "_mask_pos",
+        "_msg_chunks",
         "_msg_compressed",
         "_msg_opcode",
-        "_msg_parts",
         "_msg_size",
-        "_msg_text",
         "_output",
         "_partial_checked",
         "_pending_close",
@@ -156,7 +161,6 @@ class Connection:
         "logger",
         "max_size",
         "protocol_error",
-        "side",
     )
 
     def __init__(
@@ -170,7 +174,6 @@ class Connection:
     ) -> None:
         if max_size is not None and max_size < 0:
             raise ValueError(f"max_size must be >= 0 or None, got {max_size}")
-        self.side = side
         self.extensions = tuple(extensions)
         self.max_size = max_size
         self.defer_close = defer_close
@@ -183,9 +186,11 @@ class Connection:
         self._decoders = tuple(reversed(self.extensions))
 
         self._state = State.OPEN
-        self._events: list[Event] = []
-        self._output: list[bytes] = []
-        self._buffer = bytearray()
+        # These start as None and are made on first use: an idle connection then
+        # holds no empty containers (each would cost 56 bytes or more).
+        self._events: list[Event] | None = None
+        self._output: list[bytes] | None = None
+        self._buffer: bytearray | None = None  # bytes of an incomplete frame
         self._discarding = False  # after a close frame or a failure: ignore input
         self._eof_received = False
         self._eof_sent = False
@@ -194,9 +199,9 @@ class Connection:
         self._msg_opcode = 0  # 0: none; _TEXT or _BINARY while one is in progress
         self._msg_compressed = False
         self._msg_size = 0
-        self._msg_parts: list[bytes] = []
-        self._msg_text: list[str] = []
-        self._decoder = IncrementalUtf8Decoder()
+        # Earlier frames of the message: bytes for binary, str for text (decoded).
+        self._msg_chunks: list[Any] | None = None
+        self._decoder: codecs.IncrementalDecoder | None = None  # made for the first text frame
         # Bytes of the frame at the head of the buffer already checked as UTF-8.
         self._partial_checked = 0
 
@@ -215,6 +220,13 @@ class Connection:
         self._mask_pos = 0
 
     # --- public state ---------------------------------------------------------------------
+
+    @property
+    def side(self) -> Side:
+        """Whether this is the server or the client end."""
+        # A property over _is_client rather than a slot of its own: every slot
+        # counts on thousands of idle connections.
+        return Side.CLIENT if self._is_client else Side.SERVER
 
     @property
     def state(self) -> State:
@@ -270,8 +282,19 @@ class Connection:
         if self._discarding:
             return
         buffer = self._buffer
+        if buffer is None:
+            # Nothing left over from earlier calls: parse ``data`` where it is, and
+            # copy only an incomplete frame at its end (usually nothing).
+            pos = self._parse(data)
+            if pos < len(data) and not self._discarding:
+                self._buffer = bytearray(memoryview(data)[pos:])
+            return
         buffer += data
-        self._parse(buffer)
+        pos = self._parse(buffer)
+        if self._discarding or pos == len(buffer):
+            self._buffer = None
+        elif pos:
+            del buffer[:pos]
 
     def receive_eof(self) -> None:
         """Record that the peer closed its side of the TCP connection.
@@ -287,7 +310,7 @@ class Connection:
         if self._buffer and not self._discarding and self.protocol_error is None:
             # A frame was cut short: the connection closed abnormally (1006).
             self.protocol_error = ProtocolError("connection closed in the middle of a frame", 1006)
-        self._buffer = bytearray()
+        self._buffer = None
         # Section 7.1.1: a client answers the server's TCP close with its own.
         if self._is_client and not self._eof_sent:
             self._send_eof()
@@ -411,13 +434,17 @@ class Connection:
 
     def events_received(self) -> list[Event]:
         """Return the events received since the last call, in order."""
-        events, self._events = self._events, []
-        return events
+        events, self._events = self._events, None
+        return [] if events is None else events
 
     def data_to_send(self) -> list[bytes]:
-        """Return the bytes to write since the last call; ``b""`` means half-close."""
-        output, self._output = self._output, []
-        return output
+        """Return the bytes to write since the last call; ``b""`` means half-close.
+
+        The chunks are to be written in order as one stream; they needn't be
+        whole frames (a large frame comes as its header and its payload).
+        """
+        output, self._output = self._output, None
+        return [] if output is None else output
 
     def close_expected(self) -> bool:
         """Tell whether the TCP connection is expected to close soon.
@@ -429,8 +456,8 @@ class Connection:
 
     # --- private: parsing -----------------------------------------------------------------
 
-    def _parse(self, buffer: bytearray) -> None:
-        """Consume every complete frame at the head of ``buffer``."""
+    def _parse(self, buffer: bytes | bytearray | memoryview) -> int:
+        """Handle every complete frame at the head of ``buffer``; return the bytes used."""
         pos = 0
         end = len(buffer)
         while not self._discarding:
@@ -471,10 +498,7 @@ class Connection:
                 payload = bytes(buffer[pos + header : frame_end])
             pos = frame_end
             self._process_frame(first, payload)
-        if self._discarding:
-            buffer.clear()
-        elif pos:
-            del buffer[:pos]
+        return pos
 
     def _check_header(self, first: int, second: int, length: int) -> Close | None:
         """Validate a frame header before its payload arrives; return the close to fail with."""
@@ -520,7 +544,7 @@ class Connection:
         return None
 
     def _check_partial_text(
-        self, buffer: bytearray, first: int, pos: int, header: int, end: int
+        self, buffer: bytes | bytearray | memoryview, first: int, pos: int, header: int, end: int
     ) -> None:
         """Check the UTF-8 of a text frame that has only partly arrived (section 8.1).
 
@@ -540,11 +564,11 @@ class Connection:
             shift = self._partial_checked % 4
             chunk = apply_mask(chunk, key[shift:] + key[:shift])
         try:
-            text = decode_chunk(self._decoder, chunk)
+            text = decode_chunk(self._utf8_decoder(), chunk)
         except UnicodeDecodeError:
             self._fail_peer(Close(CloseCode.INVALID_DATA, "invalid UTF-8 in text message"))
             return
-        self._msg_text.append(text)
+        self._add_text(text)
         self._partial_checked += len(chunk)
 
     def _process_frame(self, first: int, payload: bytes) -> None:
@@ -576,26 +600,61 @@ class Connection:
         if self._msg_opcode == _TEXT:
             checked, self._partial_checked = self._partial_checked, 0
             try:
-                text = decode_chunk(self._decoder, payload[checked:] if checked else payload, fin)
+                if fin and not checked and self._msg_chunks is None:
+                    # A whole message in one frame: no decoder state to carry.
+                    text = payload.decode("utf-8")
+                else:
+                    decoder = self._utf8_decoder()
+                    text = decode_chunk(decoder, payload[checked:] if checked else payload, fin)
             except UnicodeDecodeError:
                 self._fail_peer(Close(CloseCode.INVALID_DATA, "invalid UTF-8 in text message"))
                 return
             if fin:
-                parts = self._msg_text
-                parts.append(text)
-                self._events.append(TextMessage(parts[0] if len(parts) == 1 else "".join(parts)))
+                parts = self._msg_chunks
+                if parts is not None:
+                    parts.append(text)
+                    text = "".join(parts)
+                self._emit(TextMessage(text))
                 self._end_message()
             else:
-                self._msg_text.append(text)
+                self._add_text(text)
         elif fin:
-            parts_b = self._msg_parts
-            if parts_b:
+            parts_b = self._msg_chunks
+            if parts_b is not None:
                 parts_b.append(payload)
                 payload = b"".join(parts_b)
-            self._events.append(BinaryMessage(payload))
+            self._emit(BinaryMessage(payload))
             self._end_message()
+        elif self._msg_chunks is None:
+            self._msg_chunks = [payload]
         else:
-            self._msg_parts.append(payload)
+            self._msg_chunks.append(payload)
+
+    def _utf8_decoder(self) -> codecs.IncrementalDecoder:
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = IncrementalUtf8Decoder()
+        return decoder
+
+    def _add_text(self, text: str) -> None:
+        if self._msg_chunks is None:
+            self._msg_chunks = [text]
+        else:
+            self._msg_chunks.append(text)
+
+    def _emit(self, event: Event) -> None:
+        events = self._events
+        if events is None:
+            self._events = [event]
+        else:
+            events.append(event)
+
+    def _queue(self, data: bytes) -> None:
+        output = self._output
+        if output is None:
+            self._output = [data]
+        else:
+            output.append(data)
 
     def _remaining(self) -> int | None:
         """How many more bytes the current message may hold."""
@@ -612,19 +671,19 @@ class Connection:
         self._msg_opcode = 0
         self._msg_compressed = False
         self._msg_size = 0
-        self._msg_parts = []
-        self._msg_text = []
-        self._decoder.reset()
+        self._msg_chunks = None
+        # Made again for the next fragmented or partly received text message.
+        self._decoder = None
 
     def _process_control(self, opcode: int, payload: bytes) -> None:
         if opcode == _PING:
-            self._events.append(Ping(payload))
+            self._emit(Ping(payload))
             # Section 5.5.2: answer a ping with a pong carrying the same data,
             # unless our close frame already went out.
             if self.close_sent is None:
                 self._send_control(_PONG, payload)
         elif opcode == _PONG:
-            self._events.append(Pong(payload))
+            self._emit(Pong(payload))
         elif opcode == _CLOSE:
             self._process_close(payload)
         else:  # pragma: no cover
@@ -638,7 +697,7 @@ class Connection:
             self._fail_peer(Close(exc.code, "invalid close frame"))
             return
         self.close_rcvd = close
-        self._events.append(close)
+        self._emit(close)
         # Section 5.5.1: after a close frame, nothing more is expected.
         self._discarding = True
         if self.close_sent is None:
@@ -677,14 +736,20 @@ class Connection:
             for extension in self.extensions:
                 frame = extension.encode(frame)
             key = self._next_mask() if self._is_client else None
-            self._output.append(serialize_frame(frame, mask=self._is_client, mask_key=key))
+            self._queue(serialize_frame(frame, mask=self._is_client, mask_key=key))
             return
-        self._output.append(self._encode(opcode | (0x80 if fin else 0), data))
+        head = opcode | (0x80 if fin else 0)
+        if len(data) >= _SPLIT_FRAME_SIZE:
+            header, payload = self._encode_split(head, data)
+            self._queue(header)
+            self._queue(payload)
+            return
+        self._queue(self._encode(head, data))
 
     def _send_control(self, opcode: int, data: bytes) -> None:
         if len(data) > MAX_CONTROL_PAYLOAD:
             raise ValueError(f"control frame payload of {len(data)} bytes exceeds 125 bytes")
-        self._output.append(self._encode(opcode | 0x80, bytes(data)))
+        self._queue(self._encode(opcode | 0x80, bytes(data)))
 
     def _encode(self, head: int, data: bytes) -> bytes:
         """Serialize a frame without extensions: the hot path of every send."""
@@ -704,6 +769,15 @@ class Connection:
             return _PACK_BBH(head, 126, length) + data
         return _PACK_BBQ(head, 127, length) + data
 
+    def _encode_split(self, head: int, data: bytes) -> tuple[bytes, bytes]:
+        """Serialize a large frame without extensions as its header and its payload."""
+        length = len(data)
+        header = _PACK_BBH(head, 126, length) if length < 0x10000 else _PACK_BBQ(head, 127, length)
+        if not self._is_client:
+            return header, data
+        key = self._next_mask()
+        return bytes([header[0], header[1] | 0x80]) + header[2:] + key, apply_mask(data, key)
+
     def _next_mask(self) -> bytes:
         """Return a fresh random masking key (section 5.3: strong entropy).
 
@@ -720,7 +794,7 @@ class Connection:
     def _send_close_frame(self, close: Close) -> None:
         self.close_sent = close
         self._state = State.CLOSING
-        self._output.append(self._encode(_CLOSE | 0x80, close.serialize()))
+        self._queue(self._encode(_CLOSE | 0x80, close.serialize()))
         # Section 7.1.1: the server closes the TCP connection once both close
         # frames have crossed; the client waits for the server to do so.
         if not self._is_client and self.close_rcvd is not None:
@@ -736,17 +810,17 @@ class Connection:
         self._pending_close = close
         self._pending_is_failure = True
         self._discarding = True
-        self._buffer.clear()
+        self._buffer = None
 
     def _fail(self, close: Close) -> None:
         """Fail the connection: send ``close`` unless a close frame went out; stop reading."""
         self._discarding = True
-        self._buffer.clear()
+        self._buffer = None
         if self._state is State.CLOSED:
             return
         if self.close_sent is None and not self._eof_sent:
             self.close_sent = close
-            self._output.append(self._encode(_CLOSE | 0x80, close.serialize()))
+            self._queue(self._encode(_CLOSE | 0x80, close.serialize()))
         self._state = State.CLOSING
         # Section 7.1.7: after failing, the server drops the TCP connection at once.
         if not self._is_client and not self._eof_sent:
@@ -754,7 +828,7 @@ class Connection:
 
     def _send_eof(self) -> None:
         self._eof_sent = True
-        self._output.append(b"")
+        self._queue(b"")
 
 
 def _truncate_reason(text: str) -> str:

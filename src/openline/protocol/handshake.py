@@ -14,7 +14,6 @@ are ignored.
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import hashlib
 import os
@@ -87,7 +86,21 @@ _T = TypeVar("_T")
 # RFC 9110, section 5.6.4: quoted-string with quoted-pair.
 # RFC 3986, section 3.2.2: an IP literal or a reg-name, then an optional port.
 _HOST_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
-# Characters allowed in a URI path and query (RFC 3986, section 3.3), plus "%".
+# RFC 6455, section 4.2.1: the key is base64 of 16 bytes: 22 characters, "==".
+# The 22nd character holds 2 bits of data and 4 zero bits, hence [AQgw]: the
+# canonical encoding only.
+_KEY_RE = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==")
+# The exact values nearly every client sends: they pass the full grammar below,
+# so a request carrying them can skip it.
+_COMMON_UPGRADE = (["websocket"],)
+_COMMON_CONNECTION = (["Upgrade"], ["upgrade"], ["keep-alive, Upgrade"])
+# The fixed start of every 101 response, up to the accept value.
+_ACCEPT_PREFIX = (
+    b"HTTP/1.1 101 Switching Protocols\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: "
+)
 # RFC 9110, section 15.5.22: a 426 MUST send Upgrade; section 7.8: whoever sends
 # Upgrade MUST send Connection: upgrade too.
 _UPGRADE_REQUIRED = (("Upgrade", "websocket"), ("Connection", "Upgrade"))
@@ -124,18 +137,18 @@ def accept_key(key: str) -> str:
     RFC 6455, section 4.2.2: the base64 encoding of the SHA-1 hash of the key
     followed by :data:`GUID`. SHA-1 serves as a checksum here, not for security.
     """
+    return _accept_key_bytes(key).decode("ascii")
+
+
+def _accept_key_bytes(key: str) -> bytes:
     digest = hashlib.sha1((key + GUID).encode(), usedforsecurity=False).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return base64.b64encode(digest)
 
 
 def _is_valid_key(key: str) -> bool:
     # RFC 6455, section 4.2.1: base64 of exactly 16 bytes. Requiring the canonical
     # encoding rejects keys whose unused trailing bits are set.
-    try:
-        raw = base64.b64decode(key.encode("ascii"), validate=True)
-    except (UnicodeEncodeError, binascii.Error):
-        return False
-    return len(raw) == 16 and base64.b64encode(raw).decode("ascii") == key
+    return _KEY_RE.fullmatch(key) is not None
 
 
 def _parse_all(headers: Headers, name: str, parse: Callable[[str], list[_T]]) -> list[_T]:
@@ -156,6 +169,12 @@ def _check_upgrade(headers: Headers, *, exact: bool) -> None:
     Raises:
         InvalidUpgrade: A header is missing, malformed or doesn't ask for websocket.
     """
+    if (
+        not exact
+        and headers.get_all("Upgrade") in _COMMON_UPGRADE
+        and headers.get_all("Connection") in _COMMON_CONNECTION
+    ):
+        return
     for name, parse in (("Upgrade", parse_upgrade), ("Connection", parse_connection)):
         values = headers.get_all(name)
         if not values:
@@ -276,6 +295,11 @@ class ServerHandshake:
                 self._base_headers["Server"] = server_header
             except ValueError:
                 raise ValueError(f"invalid server_header: {server_header!r}") from None
+        # What follows the variable part of every 101 response, serialized once.
+        self._accept_suffix = b"".join(
+            f"{name}: {value}\r\n".encode("latin-1")
+            for name, value in self._base_headers.raw_items()
+        )
 
     # --- public API -------------------------------------------------------------------
 
@@ -307,12 +331,9 @@ class ServerHandshake:
                 didn't offer.
         """
         try:
-            key = self._check_request(request)
-            subprotocol = self._choose_subprotocol(request.headers)
-            extension_header, extensions = self._negotiate_extensions(request.headers)
+            key, subprotocol, extension_header, extensions = self._negotiate(request)
         except _Rejection as rejection:
-            text = f"failed to open a websocket connection: {rejection.error}\n"
-            response = self.reject(rejection.status, text, rejection.headers)
+            response = self._rejection_response(rejection)
             return ServerHandshakeResult(response, None, rejection.error)
         headers = Headers(
             [
@@ -321,14 +342,48 @@ class ServerHandshake:
                 ("Sec-WebSocket-Accept", accept_key(key)),
             ]
         )
-        if extension_header:
-            headers.add("Sec-WebSocket-Extensions", build_extensions(extension_header))
+        if extension_header is not None:
+            headers.add("Sec-WebSocket-Extensions", extension_header)
         if subprotocol is not None:
             headers.add("Sec-WebSocket-Protocol", subprotocol)
         for name, value in self._base_headers.raw_items():
             headers.add(name, value)
         response = Response(101, "Switching Protocols", headers)
         return ServerHandshakeResult(response, Negotiated(subprotocol, tuple(extensions)))
+
+    def process_request_head(
+        self, request: Request
+    ) -> tuple[bytes, Negotiated | None, InvalidHandshake | None]:
+        """Like :meth:`process_request`, with the response already serialized.
+
+        The I/O layer's fast path: the same checks and the same bytes on the
+        wire, but a 101 is filled into a template instead of going through
+        :class:`~.http11.Headers` and :class:`~.http11.Response`.
+
+        Returns:
+            The response's bytes, what was negotiated (``None`` on rejection),
+            and why the request was rejected (``None`` on success).
+
+        Raises:
+            ValueError: ``select_subprotocol`` returned a subprotocol the client
+                didn't offer.
+        """
+        try:
+            key, subprotocol, extension_header, extensions = self._negotiate(request)
+        except _Rejection as rejection:
+            return self._rejection_response(rejection).serialize(), None, rejection.error
+        head = self._accept_head(key, subprotocol, extension_header)
+        return head, Negotiated(subprotocol, tuple(extensions)), None
+
+    def build_response_head(self, request: Request, subprotocol: str | None) -> bytes:
+        """Serialize again the 101 that answered ``request``, negotiated without extensions.
+
+        Lets the I/O layer drop the response's bytes while a connection is open.
+
+        Raises:
+            KeyError: ``request`` has no ``Sec-WebSocket-Key``.
+        """
+        return self._accept_head(request.headers["Sec-WebSocket-Key"], subprotocol, None)
 
     def reject(self, status: int, text: str, headers: HeadersLike | None = None) -> Response:
         """Build a plain-text rejection with the ``Server`` header.
@@ -345,6 +400,28 @@ class ServerHandshake:
         return Response.plain(status, text, fields)
 
     # --- private checks ---------------------------------------------------------------
+
+    def _negotiate(self, request: Request) -> tuple[str, str | None, str | None, list[Extension]]:
+        """Check the request; return its key, the subprotocol and the extensions."""
+        key = self._check_request(request)
+        subprotocol = self._choose_subprotocol(request.headers)
+        answers, extensions = self._negotiate_extensions(request.headers)
+        return key, subprotocol, build_extensions(answers) if answers else None, extensions
+
+    def _rejection_response(self, rejection: _Rejection) -> Response:
+        text = f"failed to open a websocket connection: {rejection.error}\n"
+        return self.reject(rejection.status, text, rejection.headers)
+
+    def _accept_head(self, key: str, subprotocol: str | None, extensions: str | None) -> bytes:
+        # Every value is a token or base64 (checked by the negotiation), so
+        # nothing needs the checks of Headers; a test compares both paths.
+        parts = [_ACCEPT_PREFIX, _accept_key_bytes(key), b"\r\n"]
+        if extensions is not None:
+            parts += [b"Sec-WebSocket-Extensions: ", extensions.encode("latin-1"), b"\r\n"]
+        if subprotocol is not None:
+            parts += [b"Sec-WebSocket-Protocol: ", subprotocol.encode("latin-1"), b"\r\n"]
+        parts += [self._accept_suffix, b"\r\n"]
+        return b"".join(parts)
 
     def _check_request(self, request: Request) -> str:
         """Check the request's method and headers; return its key."""
@@ -430,6 +507,8 @@ class ServerHandshake:
             offers = _parse_all(headers, "Sec-WebSocket-Extensions", parse_extensions)
         except InvalidHeaderValue as exc:
             raise _Rejection(400, exc) from None
+        if not offers:
+            return [], []
         factories: dict[str, ServerExtensionFactory] = {}
         for candidate in self.extensions:
             factories.setdefault(candidate.name, candidate)
