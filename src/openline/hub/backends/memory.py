@@ -280,6 +280,14 @@ class MemoryEngine:
 
     # --- lifecycle ---------------------------------------------------------------------
 
+    def health(self) -> dict[str, object]:
+        """The engine's state, for ``/healthz``: always ``ok`` while open."""
+        return {
+            "engine": "memory",
+            "status": "closed" if self._closed else "ok",
+            "channels": len(self._channels),
+        }
+
     async def close(self) -> None:
         """Forget everything and cancel the state timers."""
         self._closed = True

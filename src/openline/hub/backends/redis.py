@@ -278,9 +278,10 @@ class RedisEngine:
             timer.cancel()
         self._state_timers.clear()
         if self._supervisor is not None:
+            # Bounded: a client library may swallow a cancellation while it
+            # redials; the supervisor also stops by itself once it sees "closed".
             self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._supervisor
+            await asyncio.wait((self._supervisor,), timeout=self._timeout)
         for task in list(self._tasks):
             task.cancel()
         if self._redis is not None and self._present:
@@ -544,6 +545,7 @@ class RedisEngine:
         if self._status == "closed":
             return
         self._feed = None
+        self._errors += 1
         self._degrade(f"the pub/sub connection was lost ({exc!r})")
 
     # --- supervision -------------------------------------------------------------------
@@ -554,7 +556,7 @@ class RedisEngine:
         beat_every = self._presence_ttl / 3
         ping_every = min(beat_every, self._timeout, 5.0)
         next_beat = loop.time() + beat_every
-        while True:
+        while self._status != "closed":
             if self._feed is None:
                 await self._recover()
                 next_beat = loop.time() + beat_every
@@ -585,6 +587,8 @@ class RedisEngine:
         """Redial until Redis answers, then resubscribe and catch up."""
         assert self._redis is not None
         for attempt, delay in enumerate(self._backoff, 1):
+            if self._status == "closed":
+                return
             feed: Feed | None = None
             try:
                 await self._redis.ping()
@@ -614,6 +618,9 @@ class RedisEngine:
                 )
                 await asyncio.sleep(delay)
                 continue
+            if self._closed():
+                feed.close()
+                return
             self._feed = feed
             break
         self._reconnects += 1
@@ -695,6 +702,10 @@ class RedisEngine:
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             self._failed(exc)
             raise BackendUnavailable(f"Redis failed ({script.lower()}): {exc}") from exc
+
+    def _closed(self) -> bool:
+        # A method, so that type checkers don't narrow the status across awaits.
+        return self._status == "closed"
 
     def _failed(self, exc: BaseException) -> None:
         self._errors += 1
