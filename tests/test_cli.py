@@ -20,6 +20,7 @@ import pytest
 import trustme
 
 import openline
+import openline.cli
 from openline.protocol.http11 import Response
 
 CLI = [sys.executable, "-m", "openline"]
@@ -67,6 +68,13 @@ async def run_cli_async(*args: str, stdin: str = "") -> tuple[int, str, str]:
             ["serve", "--history-size", "off", "--history-ttl", "off"],
             "history_size and history_ttl can't both be None",
         ),
+        (["serve", "--workers", "2"], "--workers 2 needs --redis URL"),
+        (["serve", "--workers", "0"], "expected a positive number, got 0"),
+        (["serve", "--echo", "--workers", "2"], "--workers 2 needs --redis URL"),
+        (["serve", "--echo", "--redis", "redis://localhost"], "--redis applies to the hub, not"),
+        (["serve", "--presence-ttl", "1"], "--presence-ttl applies to --redis"),
+        (["serve", "--redis-timeout", "1"], "--redis-timeout applies to --redis"),
+        (["serve", "--redis", "redis://x", "--presence-ttl", "0"], "expected a positive number"),
         (["connect"], "the following arguments are required: uri"),
         (["connect", "http://example.com/"], "URI must start with ws:// or wss://"),
         (
@@ -85,6 +93,37 @@ def test_bad_arguments_print_one_line(args: list[str], message: str) -> None:
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_serve_with_redis_but_without_the_redis_package_says_what_to_install() -> None:
+    # As if the redis package were missing: a None in sys.modules makes its import fail.
+    code = (
+        "import sys; sys.modules['redis'] = None; from openline.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "serve", "--redis", "redis://127.0.0.1:6379/0"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "pip install 'openline[redis]'" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:s3cret@db:6379/0", "redis://:***@db:6379/0"),
+        ("rediss://app:s3cret@db:6380/1", "rediss://app:***@db:6380/1"),
+        ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+    ],
+)
+def test_redis_urls_are_printed_without_their_password(url: str, shown: str) -> None:
+    assert openline.cli._redacted(url) == shown
 
 
 def test_version() -> None:

@@ -13,6 +13,12 @@ Exit statuses of ``openline connect``:
 3      the connection closed with an error code, or abnormally
 130    interrupted (Ctrl-C)
 =====  ==============================================================
+
+Exit statuses of ``openline serve``: 0 after SIGINT or SIGTERM, 1 when
+``--redis`` can't be reached at start (the node refuses to start rather than
+serve a hub that fails every request) or a ``--workers`` worker failed before
+listening, 2 for bad arguments (a port in use too). The module
+``openline._supervisor`` runs ``--workers``.
 """
 
 from __future__ import annotations
@@ -20,16 +26,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
+import socket
 import ssl
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import __version__
-from .exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, OpenlineError
+from .exceptions import (
+    BackendUnavailable,
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    OpenlineError,
+)
+
+if TYPE_CHECKING:
+    from .hub.backends.base import Engine
+    from .web import App
 
 __all__ = ["main"]
 
@@ -218,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``openline`` command line and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The supervisor of --workers starts each worker with the same arguments.
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
@@ -249,6 +270,9 @@ _HUB_FLAGS = {
     "max_buffer": "--max-buffer",
     "no_ticker": "--no-ticker",
     "ticker_interval": "--ticker-interval",
+    "redis": "--redis",
+    "presence_ttl": "--presence-ttl",
+    "redis_timeout": "--redis-timeout",
 }
 
 
@@ -302,7 +326,8 @@ def _add_serve(commands: Any) -> None:
         "serve",
         help="run the hub with its demo page (or, with --echo, an echo server)",
         description=(
-            "Run the openline hub (subprotocol openline.v1, in-memory engine) and, on the same "
+            "Run the openline hub (subprotocol openline.v1; in-memory engine, or Redis with "
+            "--redis for several processes or machines) and, on the same "
             "port, the demo page at /, the browser client at /openline.js, /healthz and "
             "/api/ticker. WebSocket clients connect to /ws. Ctrl-C closes every connection "
             "with 1001 and exits."
@@ -346,6 +371,34 @@ def _add_serve(commands: Any) -> None:
     hub.add_argument(
         "--ticker-interval", type=_interval_range, default=unset, help="SECONDS or MIN-MAX (0.25-1)"
     )
+    scale = serve.add_argument_group("scaling out (docs/scaling.md)")
+    scale.add_argument(
+        "--redis",
+        metavar="URL",
+        default=unset,
+        help="keep channels in Redis (redis://host:6379/0), shared by every node using it",
+    )
+    scale.add_argument(
+        "--presence-ttl",
+        type=_positive_float,
+        default=unset,
+        help="with --redis: seconds before a dead node's users leave presence (15)",
+    )
+    scale.add_argument(
+        "--redis-timeout",
+        type=_positive_float,
+        default=unset,
+        help="with --redis: seconds before a Redis that doesn't answer counts as down (5)",
+    )
+    scale.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="processes sharing the port (SO_REUSEPORT); more than 1 needs --redis",
+    )
+    # Set by the supervisor for its workers: "INDEX:FD", FD being the worker's end of a
+    # socket pair to the supervisor (readiness out, the supervisor's death in).
+    scale.add_argument("--worker-of-supervisor", dest="worker", help=argparse.SUPPRESS)
     serve.set_defaults(run=_run_serve)
 
 
@@ -364,7 +417,19 @@ def _server_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     context = _server_ssl(args)
+    if args.workers > 1 and not hasattr(args, "redis"):
+        raise UsageError(
+            f"--workers {args.workers} needs --redis URL: without a shared engine, "
+            "each worker would be a separate hub"
+        )
     if not args.echo:
+        for name in ("presence_ttl", "redis_timeout"):
+            if hasattr(args, name) and not hasattr(args, "redis"):
+                raise UsageError(f"{_HUB_FLAGS[name]} applies to --redis")
+        if args.workers > 1:
+            from ._supervisor import supervise
+
+            return _run_loop(supervise(args, context))
         return _run_loop(_serve_hub(args, context))
     for name, flag in _HUB_FLAGS.items():
         if hasattr(args, name):
@@ -428,10 +493,10 @@ def _hub_options(args: argparse.Namespace) -> dict[str, Any]:
     return {option: getattr(args, flag) for flag, option in names.items() if hasattr(args, flag)}
 
 
-def _listening_urls(server: Any, secure: bool) -> list[tuple[str, str]]:
+def _listening_urls(sockets: Sequence[socket.socket], secure: bool) -> list[tuple[str, str]]:
     """The ``(http, ws)`` base URLs of each listening socket."""
     urls = []
-    for sock in server.sockets:
+    for sock in sockets:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         urls.append(
@@ -443,18 +508,108 @@ def _listening_urls(server: Any, secure: bool) -> list[tuple[str, str]]:
     return urls
 
 
-async def _serve_hub(args: argparse.Namespace, context: ssl.SSLContext | None) -> int:
-    from .hub import MemoryEngine
-    from .web import WS_PATH, create_app
+def _print_urls(sockets: Sequence[socket.socket], secure: bool, engine: str) -> None:
+    from .web import WS_PATH
 
-    engine_options = {
+    for http_url, ws_url in _listening_urls(sockets, secure):
+        print(f"openline hub: open {http_url}/ in a browser (Ctrl-C to stop)", flush=True)
+        print(f"  hub endpoint {ws_url}{WS_PATH} (subprotocol openline.v1)", flush=True)
+        print(f"  health       {http_url}/healthz", flush=True)
+    print(f"  engine       {engine}", flush=True)
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password, fit to print."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urllib.parse.urlunsplit(parts._replace(netloc=user + netloc))
+
+
+def _make_engine(args: argparse.Namespace) -> Engine:
+    """Build the engine the flags ask for: Redis with ``--redis``, else memory.
+
+    Raises:
+        UsageError: The ``redis`` package is missing, or a value is out of range.
+    """
+    from .hub import MemoryEngine
+
+    options: dict[str, Any] = {
         name: getattr(args, name) for name in ("history_size", "history_ttl") if hasattr(args, name)
     }
+    if hasattr(args, "redis") and importlib.util.find_spec("redis") is None:
+        raise UsageError("--redis needs the redis package: pip install 'openline[redis]'")
     try:
-        engine = MemoryEngine(**engine_options)
-        app = create_app(
+        if not hasattr(args, "redis"):
+            return MemoryEngine(**options)
+        from .hub.backends.redis import RedisEngine
+
+        if hasattr(args, "presence_ttl"):
+            options["presence_ttl"] = args.presence_ttl
+        if hasattr(args, "redis_timeout"):
+            options["timeout"] = args.redis_timeout
+        engine: Engine = RedisEngine(args.redis, **options)
+    except ValueError as exc:  # a bad URL too
+        raise UsageError(str(exc)) from None
+    return engine
+
+
+def _engine_name(args: argparse.Namespace) -> str:
+    return f"redis {_redacted(args.redis)}" if hasattr(args, "redis") else "memory (this process)"
+
+
+async def _start_engine(engine: Engine) -> bool:
+    """Connect the engine, if it has to; print one line and return ``False`` if it can't."""
+    start = getattr(engine, "start", None)
+    if start is None:
+        return True
+    try:
+        await start()
+    except BackendUnavailable as exc:
+        # Refuse to start rather than serve a hub that fails every request: a typo in
+        # the URL shows at once, and a supervisor (systemd, Kubernetes) retries.
+        print(f"openline serve: error: {exc}", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
+def _worker(args: argparse.Namespace) -> tuple[int, socket.socket] | None:
+    """This worker's index and its line to the supervisor, or ``None`` if not a worker."""
+    if args.worker is None:
+        return None
+    index, _, fd = args.worker.partition(":")
+    try:
+        return int(index), socket.socket(fileno=int(fd))
+    except (ValueError, OSError) as exc:  # not from a supervisor
+        raise UsageError(f"--worker-of-supervisor is for openline's own use: {exc}") from None
+
+
+def _stop_on_signals(stop: asyncio.Future[None]) -> None:
+    loop = asyncio.get_running_loop()
+
+    def set_stop() -> None:
+        # Ctrl-C reaches the supervisor's workers twice: from the terminal and forwarded.
+        if not stop.done():
+            stop.set_result(None)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, set_stop)
+
+
+def _make_app(args: argparse.Namespace, engine: Engine, *, ticker: bool) -> App:
+    """Build the app the flags ask for.
+
+    Raises:
+        UsageError: A value is out of range.
+    """
+    from .web import create_app
+
+    try:
+        return create_app(
             engine=engine,
-            ticker=not getattr(args, "no_ticker", False),
+            ticker=ticker and not getattr(args, "no_ticker", False),
             **(
                 {"ticker_interval": args.ticker_interval}
                 if hasattr(args, "ticker_interval")
@@ -464,6 +619,13 @@ async def _serve_hub(args: argparse.Namespace, context: ssl.SSLContext | None) -
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+async def _serve_hub(args: argparse.Namespace, context: ssl.SSLContext | None) -> int:
+    worker = _worker(args)
+    engine = _make_engine(args)
+    # One ticker per deployment: with --workers, the first worker runs it.
+    app = _make_app(args, engine, ticker=worker is None or worker[0] == 0)
     serve_options: dict[str, Any] = {
         "ssl": context,
         "origins": args.origins,
@@ -471,25 +633,59 @@ async def _serve_hub(args: argparse.Namespace, context: ssl.SSLContext | None) -
     }
     if hasattr(args, "max_size"):
         serve_options["max_size"] = args.max_size
+    if worker is not None:
+        serve_options["reuse_port"] = True
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set_result, None)
+    _stop_on_signals(stop)
+    if worker is not None:
+        # From the start: a worker whose supervisor died while it started stops too.
+        _watch_supervisor(worker[1], stop)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(engine.close)
+        if not await _start_engine(engine):
+            return EXIT_CONNECT_FAILED
         try:
             server = await stack.enter_async_context(app.run(args.host, args.port, **serve_options))
         except OSError as exc:
             raise UsageError(
                 f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
             ) from None
-        for http_url, ws_url in _listening_urls(server, context is not None):
-            print(f"openline hub: open {http_url}/ in a browser (Ctrl-C to stop)", flush=True)
-            print(f"  hub endpoint {ws_url}{WS_PATH} (subprotocol openline.v1)", flush=True)
-            print(f"  health       {http_url}/healthz", flush=True)
+        if worker is None:
+            _print_urls(server.sockets, context is not None, _engine_name(args))
+        else:
+            worker[1].send(b"ready\n")
         await stop
-        print("shutting down: closing every connection with 1001", file=sys.stderr, flush=True)
+        if worker is None:
+            print("shutting down: closing every connection with 1001", file=sys.stderr, flush=True)
     return EXIT_OK
+
+
+#: Seconds a worker whose supervisor died may take to close before it exits anyway.
+_ORPHAN_GRACE = 15.0
+
+
+def _watch_supervisor(line: socket.socket, stop: asyncio.Future[None]) -> None:
+    """Stop when the supervisor dies: its end of ``line`` closes."""
+    line.setblocking(False)
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            if line.recv(64):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        loop.remove_reader(line.fileno())
+        print("openline serve: the supervisor is gone; stopping", file=sys.stderr, flush=True)
+        if not stop.done():
+            stop.set_result(None)
+        # Nobody would stop an orphan that hangs while closing: exit regardless.
+        loop.call_later(_ORPHAN_GRACE, os._exit, EXIT_CONNECT_FAILED)
+
+    loop.add_reader(line.fileno(), readable)
 
 
 # --- connect ----------------------------------------------------------------------------

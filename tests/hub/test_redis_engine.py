@@ -227,6 +227,36 @@ async def test_redis_stopped_and_back_loses_nothing(
             await writer.close()
 
 
+async def test_a_leave_during_an_outage_is_done_when_redis_is_back() -> None:
+    with RedisServer(persist=True) as server:
+        node = RedisEngine(server.url, prefix="l", timeout=1.0, retry_base=0.05, retry_cap=0.2)
+        other = RedisEngine(server.url, prefix="l", timeout=1.0, retry_base=0.05, retry_cap=0.2)
+        try:
+            await node.presence_join("room", "alice", "c1", "{}")
+            await node.presence_join("room", "bob", "c2", "{}")
+            server.stop()
+            with pytest.raises(BackendUnavailable):
+                await node.presence_leave("room", "alice", "c1")
+            server.start()
+            await eventually(lambda: node.health()["status"] == "ok", 5 * TIMEOUT)
+
+            async def present() -> set[str]:
+                snapshot = await other.presence_snapshot("room")
+                return set(snapshot.users or ())
+
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    try:
+                        if await present() == {"bob"}:
+                            break
+                    except BackendUnavailable:
+                        pass
+                    await asyncio.sleep(20 * MS)
+        finally:
+            await node.close()
+            await other.close()
+
+
 async def test_redis_restarted_empty_gives_a_new_epoch(redis_server: RedisServer) -> None:
     reader = RedisEngine(redis_server.url, prefix="r", timeout=1.0, retry_base=0.05, retry_cap=0.2)
     writer = RedisEngine(redis_server.url, prefix="r", timeout=1.0, retry_base=0.05, retry_cap=0.2)

@@ -131,6 +131,54 @@ async def test_healthz_reports_the_hub_and_the_ticker(app: tuple[App, int]) -> N
     assert head.status == 200 and head.body == b""
 
 
+class _ReportingEngine(MemoryEngine):
+    """A memory engine whose health report the test sets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.report: dict[str, Any] = {"engine": "fake", "status": "ok"}
+
+    def health(self) -> dict[str, Any]:
+        return dict(self.report)
+
+
+async def test_healthz_includes_the_engines_health() -> None:
+    engine = _ReportingEngine()
+    engine.report = {"engine": "fake", "status": "ok", "node": "n1"}
+    app = create_app(engine=engine, ticker=False)
+    async with app.run("127.0.0.1", 0) as server:
+        reply = await request(server.sockets[0].getsockname()[1], "/healthz")
+    assert reply.status == 200
+    assert reply.json()["status"] == "ok"
+    assert reply.json()["engine"] == {"engine": "fake", "status": "ok", "node": "n1"}
+
+
+async def test_healthz_is_503_while_the_engine_is_degraded() -> None:
+    engine = _ReportingEngine()
+    app = create_app(engine=engine, ticker=False)
+    async with app.run("127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        engine.report = {"engine": "fake", "status": "degraded", "errors": 3}
+        reply = await request(port, "/healthz")
+        assert reply.status == 503
+        assert reply.json()["status"] == "degraded"
+        assert reply.json()["engine"]["errors"] == 3
+        head = await request(port, "/healthz", method="HEAD")
+        assert head.status == 503 and head.body == b""
+        engine.report = {"engine": "fake", "status": "ok"}
+        assert (await request(port, "/healthz")).status == 200
+
+
+async def test_healthz_without_an_engine_report_says_none() -> None:
+    class Quiet(MemoryEngine):
+        health = None  # an engine written before health() existed
+
+    app = create_app(engine=Quiet(), ticker=False)
+    async with app.run("127.0.0.1", 0) as server:
+        reply = await request(server.sockets[0].getsockname()[1], "/healthz")
+    assert reply.status == 200 and reply.json()["engine"] is None
+
+
 async def test_api_ticker_returns_the_latest_tick_with_the_server_time(
     app: tuple[App, int],
 ) -> None:

@@ -47,7 +47,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -184,7 +184,11 @@ class Client:
     connection events on :meth:`events` and ``on_event``.
 
     Args:
-        uri: The hub's ``ws://`` or ``wss://`` URI.
+        uri: The hub's ``ws://`` or ``wss://`` URI; or several, of nodes that
+            serve the same hub (sharing one engine, such as Redis). With
+            several, each dial after a failed dial or a lost connection goes
+            to the next URI in turn, so that clients of a node that died
+            resume on another one.
         token: Sent as ``Authorization: Bearer <token>``; ``None`` sends none.
         headers: More request headers for the handshake.
         backoff: The delays between redials: a re-iterable of seconds, started
@@ -223,6 +227,7 @@ class Client:
 
     Raises:
         ValueError: An argument is out of range; the message names it.
+        ValueError: ``uri`` is an empty sequence.
         InvalidURI: ``uri`` isn't a WebSocket URI.
 
     Attributes:
@@ -235,7 +240,7 @@ class Client:
 
     def __init__(
         self,
-        uri: str,
+        uri: str | Sequence[str],
         *,
         token: str | None = None,
         headers: HeadersLike | None = None,
@@ -275,13 +280,20 @@ class Client:
             kwargs.setdefault("open_timeout", self._heartbeat_timeout)
             kwargs.setdefault("close_timeout", self._heartbeat_timeout)
         self._logger: LoggerLike = logger or logging.getLogger("openline.hub.client")
-        self._dialer = connect(
-            uri,
-            subprotocols=[SUBPROTOCOL],
-            additional_headers=fields,
-            logger=self._logger,
-            **kwargs,
-        )
+        uris = [uri] if isinstance(uri, str) else list(uri)
+        if not uris:
+            raise ValueError("uri must name at least one hub")
+        self._dialers = [
+            connect(
+                one,
+                subprotocols=[SUBPROTOCOL],
+                additional_headers=fields,
+                logger=self._logger,
+                **kwargs,
+            )
+            for one in uris
+        ]
+        self._next_dialer = 0
         self._backoff: Iterable[float] = backoff if backoff is not None else Backoff()
         self._schedule = Schedule(
             backoff=self._backoff,
@@ -533,13 +545,15 @@ class Client:
             schedule.dialled()
             attempt = schedule.attempts
             try:
-                ws = await self._dialer._create()
+                ws = await self._dialers[self._next_dialer]._create()
             except Exception as exc:
                 error = exc
             else:
                 schedule.opened(time.monotonic())
                 error = await self._serve(ws, attempt)
                 schedule.closed(time.monotonic())
+            # Whatever ended it, the next dial tries the next node (with one URI, the same).
+            self._next_dialer = (self._next_dialer + 1) % len(self._dialers)
             if self._closing:
                 return
             try:

@@ -7,7 +7,8 @@ One port serves everything; each request goes to one of these by its shape:
                        hub whatever its path, ``/ws`` is the documented one
 ``/``                  the demo page (``index.html``, ``demo.css``, ``demo.js``)
 ``/openline.js``       the browser client, a plain ES module
-``/healthz``           200 with the hub's counters as JSON
+``/healthz``           the hub's counters and the engine's health as JSON:
+                       200, or 503 when the engine says it is degraded
 ``/api/ticker``        the ticker's latest value as JSON, for the polling panels
 =====================  =========================================================
 
@@ -132,14 +133,23 @@ class App:
             await self.hub.close()
 
     def health(self) -> dict[str, Any]:
-        """What ``/healthz`` says: status, uptime, the hub's counters, the ticker."""
+        """What ``/healthz`` says: status, uptime, the hub's counters, the engine, the ticker.
+
+        ``status`` is ``"degraded"`` when the engine says so (Redis unreachable:
+        connections stay open, but publishes and subscribes fail meanwhile), else
+        ``"ok"``. ``engine`` is the engine's own report, or ``None`` for an
+        engine without a ``health()`` method.
+        """
         ticker = self.ticker
         latest = None if ticker is None else ticker.latest
+        engine = _engine_health(self.hub.engine)
+        degraded = engine is not None and engine.get("status") == "degraded"
         return {
-            "status": "ok",
+            "status": "degraded" if degraded else "ok",
             "version": __version__,
             "uptime": round(time.monotonic() - self._started, 3),
             "hub": self.hub.metrics(),
+            "engine": engine,
             "ticker": None
             if ticker is None
             else {
@@ -168,7 +178,10 @@ class App:
         if request.method not in ALLOWED_METHODS:
             return method_not_allowed()
         if path == "/healthz":
-            return json_response(200, self.health(), head=head)
+            health = self.health()
+            # A load balancer takes a degraded node out of rotation on a 5xx.
+            status = 200 if health["status"] == "ok" else 503
+            return json_response(status, health, head=head)
         return self._ticker_response(head)
 
     # --- private -----------------------------------------------------------------------
@@ -249,6 +262,19 @@ def _decode_demo_token(token: str) -> tuple[str, Mapping[str, Any]] | None:
     # One line of printable characters, without runs of spaces.
     name = "".join(char for char in " ".join(name.split()) if char.isprintable())[:_MAX_NAME]
     return user, {"name": name or "guest"}
+
+
+def _engine_health(engine: Engine) -> dict[str, Any] | None:
+    """The engine's ``health()`` report; ``None`` when it has no such method.
+
+    ``health()`` isn't part of the :class:`~openline.hub.backends.base.Engine`
+    protocol: engines written before it was added still work.
+    """
+    report = getattr(engine, "health", None)
+    if not callable(report):
+        return None
+    value = report()
+    return dict(value) if isinstance(value, Mapping) else None
 
 
 def _is_upgrade(request: Request) -> bool:

@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
+import math
 import secrets
 import ssl
 import uuid
@@ -74,6 +76,8 @@ DEFAULT_PRESENCE_TTL = 15.0
 DEFAULT_CHANNEL_TTL = 86400.0
 #: Seconds a Redis command or connection attempt may take.
 DEFAULT_TIMEOUT = 5.0
+#: Seconds after which a recovered feed counts as healthy (the redial backoff restarts).
+HEALTHY_AFTER = 5.0
 
 logger = logging.getLogger("openline.hub")
 
@@ -160,6 +164,10 @@ class RedisEngine:
             raise ValueError("timeout must be a number of seconds > 0")
         self._timeout = wait
         self._backoff = Backoff(retry_base, retry_cap)
+        self._delays = iter(self._backoff)
+        # loop.time() of the last recovery, and before which no node is reaped.
+        self._recovered_at = -math.inf
+        self._reap_after = 0.0
         if not prefix or "\n" in prefix:
             raise ValueError(f"prefix must be a non-empty line, got {prefix!r}")
         self._endpoint = parse_endpoint(url)
@@ -198,6 +206,8 @@ class RedisEngine:
         # This node's presence entries, re-registered after an outage.
         self._present: dict[tuple[str, str], tuple[str, str]] = {}
         self._state_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        # Leaves that failed during an outage, done once Redis is back.
+        self._leaving: dict[tuple[str, str], str] = {}
         # Health.
         self._status: _Status = "starting"
         self._down_since: float | None = None
@@ -284,9 +294,10 @@ class RedisEngine:
             await asyncio.wait((self._supervisor,), timeout=self._timeout)
         for task in list(self._tasks):
             task.cancel()
-        if self._redis is not None and self._present:
+        if self._redis is not None:
+            # Leave presence and the node registry now, rather than after presence_ttl.
             with contextlib.suppress(Exception):
-                await self._reap(self.node, force=True)
+                await asyncio.wait_for(self._reap(self.node, force=True), self._timeout)
         self._present.clear()
         if self._feed is not None:
             self._feed.close()
@@ -454,8 +465,21 @@ class RedisEngine:
         return bool(first)
 
     async def presence_leave(self, ch: str, user: str, client: str) -> bool:
-        """Remove a connection; see :meth:`.base.Engine.presence_leave`."""
+        """Remove a connection; see :meth:`.base.Engine.presence_leave`.
+
+        When Redis can't be reached, the leave is remembered and done once it
+        is back (and raises :class:`BackendUnavailable` now, as the contract says).
+        """
         self._present.pop((ch, client), None)
+        try:
+            last = await self._leave(ch, user, client)
+        except BackendUnavailable:
+            self._leaving[(ch, client)] = user
+            raise
+        self._leaving.pop((ch, client), None)
+        return last
+
+    async def _leave(self, ch: str, user: str, client: str) -> bool:
         k = self._prefix + ":ch:" + ch
         last = await self._run(
             "LEAVE",
@@ -586,7 +610,14 @@ class RedisEngine:
     async def _recover(self) -> None:
         """Redial until Redis answers, then resubscribe and catch up."""
         assert self._redis is not None
-        for attempt, delay in enumerate(self._backoff, 1):
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._recovered_at < HEALTHY_AFTER:
+            # The feed was lost again soon after the last recovery: don't
+            # redial in a tight loop; keep backing off.
+            await asyncio.sleep(next(self._delays))
+        else:
+            self._delays = iter(self._backoff)
+        for attempt in itertools.count(1):
             if self._status == "closed":
                 return
             feed: Feed | None = None
@@ -610,6 +641,7 @@ class RedisEngine:
                 self._errors += 1
                 self._last_error = repr(exc)
                 log = logger.warning if attempt in (1, 10) or attempt % 60 == 0 else logger.debug
+                delay = next(self._delays)
                 log(
                     "Redis still unreachable (attempt %d): %r; next try in %.2f s",
                     attempt,
@@ -624,15 +656,22 @@ class RedisEngine:
             self._feed = feed
             break
         self._reconnects += 1
+        self._recovered_at = loop.time()
+        # Every node's deadline passed during a long outage: give the live ones
+        # time to beat again before anyone is reaped as dead.
+        self._reap_after = loop.time() + self._presence_ttl
         self._restored()
         await self._beat()
         # Presence: this node's entries may be gone (Redis restarted, or other
         # nodes reaped us as dead); joining again announces who is back.
-        for (ch, client), (user, info) in list(self._present.items()):
-            try:
+        try:
+            for (ch, client), (user, info) in list(self._present.items()):
                 await self._join(ch, user, client, info)
-            except BackendUnavailable:
-                return  # down again: the next recovery does it
+            for (ch, client), user in list(self._leaving.items()):
+                await self._leave(ch, user, client)
+                self._leaving.pop((ch, client), None)
+        except BackendUnavailable:
+            return  # down again: the next recovery does it
         # Messages stored while the feed was down: let each channel catch up.
         for ch in list(self._callbacks):
             try:
@@ -650,6 +689,8 @@ class RedisEngine:
                 "BEAT", [self._nodes_key], [self.node, self._now(), self._node_ttl_ms], start=False
             )
         except BackendUnavailable:
+            return
+        if dead and asyncio.get_running_loop().time() < self._reap_after:
             return
         for name in dead:
             node = name.decode()

@@ -13,7 +13,7 @@ import collections
 import ssl
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ...exceptions import BackendUnavailable
 
@@ -249,8 +249,8 @@ class Feed(asyncio.Protocol):
     # --- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports don't derive from asyncio.Transport: no isinstance.
+        self._transport = cast(asyncio.Transport, transport)
         self.last_seen = asyncio.get_running_loop().time()
 
     def data_received(self, data: bytes) -> None:
