@@ -31,7 +31,7 @@ from .nodes import (
 )
 
 #: How long Redis stays away.
-OUTAGE = 4000 * MS
+OUTAGE = 5000 * MS
 TOTAL = 300
 #: Seconds before the nodes give up on a Redis command.
 REDIS_TIMEOUT = 1000 * MS
