@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 import uuid
 import weakref
@@ -738,7 +739,7 @@ class Connection(asyncio.Protocol):
         if len(corked) == 1:
             self._transport.write(corked[0])
         else:
-            self._transport.writelines(corked)
+            _writelines(self._transport, corked)
 
     def _write_now(self, chunks: list[bytes]) -> None:
         transport = self._transport
@@ -752,7 +753,7 @@ class Connection(asyncio.Protocol):
                 continue
             # b"" means "half-close now", after everything queued before it.
             if pending:
-                transport.writelines(pending)
+                _writelines(transport, pending)
                 pending = []
             if transport.can_write_eof():
                 try:
@@ -765,7 +766,7 @@ class Connection(asyncio.Protocol):
             else:
                 transport.close()  # TLS can't half-close; close() flushes first
         if pending:
-            transport.writelines(pending)
+            _writelines(transport, pending)
 
     # --- private: keepalive ------------------------------------------------------------
 
@@ -1057,3 +1058,22 @@ def _keepalive_for(
         tick = min(interval, interval if timeout is None else timeout) / 8
         keepalive = registry[key] = _Keepalive(loop, key, tick)
     return keepalive
+
+
+# asyncio's own socket transport doesn't apply flow control in writelines() from
+# Python 3.12 on (seen in 3.12.1 and 3.13.0: it never calls pause_writing), so a
+# sender that never yields would buffer without bound. There, chunks are joined
+# and written once; uvloop's writelines() is fine.
+_WRITELINES_PAUSES: dict[type[Any], bool] = {}
+
+
+def _writelines(transport: asyncio.Transport, chunks: list[bytes]) -> None:
+    kind = type(transport)
+    pauses = _WRITELINES_PAUSES.get(kind)
+    if pauses is None:
+        stdlib = kind.__module__ == "asyncio.selector_events"
+        pauses = _WRITELINES_PAUSES[kind] = sys.version_info < (3, 12) or not stdlib
+    if pauses:
+        transport.writelines(chunks)
+    else:
+        transport.write(b"".join(chunks))
