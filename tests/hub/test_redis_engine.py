@@ -338,6 +338,7 @@ async def test_state_expires_across_nodes(nodes: EngineMaker) -> None:
         ({"history_size": None, "history_ttl": None}, "history_size"),
         ({"presence_ttl": 0}, "presence_ttl"),
         ({"timeout": -1}, "timeout"),
+        ({"max_connections": 0}, "max_connections"),
         ({"prefix": ""}, "prefix"),
         ({"node": "a\nb"}, "node"),
     ],

@@ -76,6 +76,8 @@ DEFAULT_PRESENCE_TTL = 15.0
 DEFAULT_CHANNEL_TTL = 86400.0
 #: Seconds a Redis command or connection attempt may take.
 DEFAULT_TIMEOUT = 5.0
+#: Connections for commands per node.
+DEFAULT_MAX_CONNECTIONS = 32
 #: Seconds after which a recovered feed counts as healthy (the redial backoff restarts).
 HEALTHY_AFTER = 5.0
 
@@ -104,6 +106,8 @@ class RedisEngine:
             keys expire (its next use starts a new epoch); ``None``: never.
         node: This process's name among the nodes; a random one by default.
         timeout: Seconds a command, a connection attempt or a feed ping may take.
+        max_connections: Connections for commands (the pub/sub feed has its
+            own); more concurrent commands wait for one, up to ``timeout``.
         retry_base: Upper bound of the first delay before redialling Redis.
         retry_cap: Upper bound of every delay before redialling Redis.
         ssl_context: For ``rediss://``: the TLS context of the feed connection.
@@ -130,6 +134,7 @@ class RedisEngine:
         # identity and connection
         node: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         retry_base: float = 0.1,
         retry_cap: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
@@ -163,6 +168,11 @@ class RedisEngine:
         if wait is None:
             raise ValueError("timeout must be a number of seconds > 0")
         self._timeout = wait
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise ValueError(f"max_connections must be an int >= 1, got {max_connections!r}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be an int >= 1, got {max_connections!r}")
+        self._max_connections = max_connections
         self._backoff = Backoff(retry_base, retry_cap)
         self._delays = iter(self._backoff)
         # loop.time() of the last recovery, and before which no node is reaped.
@@ -241,12 +251,16 @@ class RedisEngine:
                 await self._start()
 
     async def _start(self) -> None:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        client: Redis = Redis.from_url(
+        # A bounded pool: a burst of subscribes (clients redialling after a node
+        # died) queues for a connection instead of opening thousands of them.
+        pool = BlockingConnectionPool.from_url(
             self._url,
+            max_connections=self._max_connections,
+            timeout=self._timeout,
             decode_responses=False,
             socket_timeout=self._timeout,
             socket_connect_timeout=self._timeout,
@@ -254,6 +268,7 @@ class RedisEngine:
             # stale after Redis restarted. Longer outages are the supervisor's.
             retry=Retry(NoBackoff(), 1),
         )
+        client: Redis = Redis(connection_pool=pool)
         try:
             await client.ping()
             feed = await Feed.open(
