@@ -228,6 +228,15 @@ def _add_bench(commands: Any) -> None:
         help="instead: openline's Python memory per idle connection, by file and line",
     )
     bench.add_argument("--deflate", action="store_true", help="with --breakdown: compression on")
+    bench.add_argument(
+        "--cluster",
+        action="store_true",
+        help="instead: fan-out over 2 hub nodes and Redis vs 1 node in memory (cluster.json/.md)",
+    )
+    bench.add_argument(
+        "--subscribers", type=_positive_int, help="with --cluster (2000; quick: 100)"
+    )
+    bench.add_argument("--rate", type=_positive_float, default=100.0, help="with --cluster, msg/s")
     bench.add_argument("--list", action="store_true", help="list scenarios and servers, then exit")
     bench.add_argument("--report", metavar="JSON", help="redraw the report from a results.json")
     bench.set_defaults(run=_run_bench)
@@ -841,6 +850,8 @@ def _run_bench(args: argparse.Namespace) -> int:
 
         breakdown(args.idle_connections or 1000, compression="deflate" if args.deflate else None)
         return EXIT_OK
+    if args.cluster:
+        return _run_cluster_bench(args)
     from .bench.runner import Options, run
 
     options = Options(
@@ -857,6 +868,28 @@ def _run_bench(args: argparse.Namespace) -> int:
         idle_connections=args.idle_connections,
         chart=not args.no_chart,
         profile=args.profile,
+    )
+    try:
+        run(options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def _run_cluster_bench(args: argparse.Namespace) -> int:
+    from .bench.cluster import Options, run
+
+    options = Options(
+        subscribers=args.subscribers,
+        rate=args.rate,
+        repetitions=args.repetitions,
+        window=args.window,
+        warmup=args.warmup,
+        deadline=args.deadline / 1000,
+        quick=args.quick,
+        output=args.output,
+        server_cpu=args.server_cpu,
+        client_cpu=args.client_cpu,
     )
     try:
         run(options)
@@ -891,6 +924,12 @@ def _redraw_bench(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read {args.report!r}: {exc}") from None
     output = pathlib.Path(args.output) if args.output else source.parent
+    if isinstance(document, dict) and document.get("kind") == "cluster":
+        from .bench import cluster_report
+
+        for path in cluster_report.write(document, output):
+            print(f"wrote {path}", file=sys.stderr)
+        return EXIT_OK
     for path in report.write(document, output, chart=not args.no_chart):
         print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK

@@ -89,6 +89,7 @@ class Generator:
         self.deadline: float = config.get("deadline", 0.1)
         self.setup_timeout: float = config.get("setup_timeout", 60.0)
         self.deflate = self.scenario.deflate
+        self.subprotocol: str | None = config.get("subprotocol")
         self.clients: list[Client] = []
         self.failed: asyncio.Future[None] = self.loop.create_future()
         self.stopping = False
@@ -113,7 +114,9 @@ class Generator:
         """The upgrade request for ``path``; ``None`` for the raw server, which has none."""
         if not self.framing:
             return None
-        return upgrade_request(HOST, self.port, path, deflate=self.deflate)
+        return upgrade_request(
+            HOST, self.port, path, deflate=self.deflate, subprotocol=self.subprotocol
+        )
 
     def fail(self, exc: BaseException) -> None:
         """Stop the run with ``exc`` (the first failure wins)."""
@@ -140,13 +143,20 @@ class Generator:
             self.failed.result()
         raise TimeoutError(f"no progress within {timeout:.0f} s")
 
-    async def open(self, factory: Callable[[], Client], count: int) -> list[Client]:
-        """Open ``count`` connections, a few at a time; return them once all are open."""
+    async def open(
+        self, factory: Callable[[], Client], count: int, port: int | None = None
+    ) -> list[Client]:
+        """Open ``count`` connections to ``port`` (the server's by default), a few at a time.
+
+        Returns:
+            The connections, once all are open.
+        """
         opened: list[Client] = []
+        port = self.port if port is None else port
 
         async def worker(share: int) -> None:
             for _ in range(share):
-                _, client = await self.loop.create_connection(factory, HOST, self.port)
+                _, client = await self.loop.create_connection(factory, HOST, port)
                 self.clients.append(client)
                 await client.opened
                 opened.append(client)
@@ -611,35 +621,105 @@ async def _all_subscribed(subscribers: Sequence[Client]) -> None:
 def _deliveries(
     gen: Generator, window: Window, first_seq: int, last_seq: int, grace: float
 ) -> dict[str, float]:
-    """Throughput and latency of what arrived in the window; punctuality of what was sent in it.
+    """Throughput and latency of what arrived in the window; punctuality of what was sent in it."""
+    records = (gen.record_time, gen.record_first, gen.record_last)
+    counted = Tally.count(
+        gen.sent,
+        records,
+        window=(window.start, window.end),
+        published=(first_seq, last_seq),
+        subscribers=gen.scenario.connections,
+        deadline=gen.deadline,
+        grace=grace,
+    )
+    return counted.metrics(window.seconds)
 
-    Latency is measured on every delivery received during the window, so that
-    it is defined even for a server so far behind that none of the window's
-    own messages arrive before the end.
+
+class Tally:
+    """What a group of subscribers received, counted from their ``(time, first, last)`` records.
+
+    Attributes:
+        in_window: Deliveries received during the window.
+        in_time: Deliveries of messages published during the window that
+            arrived within the deadline.
+        delivered: Deliveries of messages published during the window that
+            arrived by the end of the grace period.
+        due: Deliveries owed for the messages published during the window:
+            subscribers times messages.
+        histogram: Latencies of the deliveries received during the window.
     """
-    sent = gen.sent
-    deadline = gen.deadline
-    start, end = window.start, window.end
-    in_window = in_time = delivered = 0
-    histogram = Histogram()
-    for now, first, last in zip(gen.record_time, gen.record_first, gen.record_last, strict=True):
-        if start <= now <= end:
-            in_window += last - first + 1
-            histogram.add_many([now - moment for moment in sent[first : last + 1]])
-        low, high = max(first, first_seq), min(last, last_seq)
-        if low > high or now > end + grace:
-            continue
-        delivered += high - low + 1
-        # sent[] grows with the sequence number: those sent after now - deadline are on time.
-        on_time_from = bisect.bisect_left(sent, now - deadline, low, high + 1)
-        in_time += high + 1 - on_time_from
-    due = gen.scenario.connections * max(0, last_seq - first_seq + 1)
-    return {
-        "deliveries_per_s": in_window / window.seconds,
-        "in_time_pct": 100 * in_time / due if due else 0.0,
-        "delivered_pct": 100 * delivered / due if due else 0.0,
-        **_latencies(histogram),
-    }
+
+    __slots__ = ("delivered", "due", "histogram", "in_time", "in_window")
+
+    def __init__(self) -> None:
+        self.in_window = self.in_time = self.delivered = self.due = 0
+        self.histogram = Histogram()
+
+    @classmethod
+    def count(
+        cls,
+        sent: Sequence[float],
+        records: tuple[Sequence[float], Sequence[int], Sequence[int]],
+        *,
+        window: tuple[float, float],
+        published: tuple[int, int],
+        subscribers: int,
+        deadline: float,
+        grace: float,
+    ) -> Tally:
+        """Count the deliveries in ``records`` of messages sent at ``sent[seq]``.
+
+        Latency is measured on every delivery received during the window, so
+        that it is defined even for a server so far behind that none of the
+        window's own messages arrive before the end.
+
+        Args:
+            sent: Publish times by sequence number (increasing).
+            records: Arrival times, and the first and last sequence number
+                that arrived together.
+            window: Start and end of the window, in the clock of ``sent``.
+            published: First and last sequence number published during the window.
+            subscribers: How many subscribers the records are from.
+            deadline: Seconds within which a delivery counts as in time.
+            grace: Seconds after the window in which deliveries still count as delivered.
+        """
+        tally = cls()
+        start, end = window
+        first_seq, last_seq = published
+        in_window = in_time = delivered = 0
+        histogram = tally.histogram
+        for now, first, last in zip(*records, strict=True):
+            if start <= now <= end:
+                in_window += last - first + 1
+                histogram.add_many([now - moment for moment in sent[first : last + 1]])
+            low, high = max(first, first_seq), min(last, last_seq)
+            if low > high or now > end + grace:
+                continue
+            delivered += high - low + 1
+            # sent[] grows with the sequence number: those sent after now - deadline are on time.
+            on_time_from = bisect.bisect_left(sent, now - deadline, low, high + 1)
+            in_time += high + 1 - on_time_from
+        tally.in_window, tally.in_time, tally.delivered = in_window, in_time, delivered
+        tally.due = subscribers * max(0, last_seq - first_seq + 1)
+        return tally
+
+    def merge(self, other: Tally) -> None:
+        """Add ``other``'s counts to these."""
+        self.in_window += other.in_window
+        self.in_time += other.in_time
+        self.delivered += other.delivered
+        self.due += other.due
+        self.histogram.merge(other.histogram)
+
+    def metrics(self, seconds: float) -> dict[str, float]:
+        """Deliveries per second over a window of ``seconds``, shares of what was due, latencies."""
+        due = self.due
+        return {
+            "deliveries_per_s": self.in_window / seconds,
+            "in_time_pct": 100 * self.in_time / due if due else 0.0,
+            "delivered_pct": 100 * self.delivered / due if due else 0.0,
+            **_latencies(self.histogram),
+        }
 
 
 async def run_idle(gen: Generator) -> dict[str, float]:

@@ -66,8 +66,13 @@ class Negotiated:
     server_no_context_takeover: bool = False
 
 
-def upgrade_request(host: str, port: int, path: str, *, deflate: bool) -> bytes:
-    """The opening handshake request (RFC 6455, section 4.1), as bytes."""
+def upgrade_request(
+    host: str, port: int, path: str, *, deflate: bool, subprotocol: str | None = None
+) -> bytes:
+    """The opening handshake request (RFC 6455, section 4.1), as bytes.
+
+    ``subprotocol`` is offered in ``Sec-WebSocket-Protocol`` (section 1.9) when not ``None``.
+    """
     lines = [
         f"GET {path} HTTP/1.1",
         f"Host: {host}:{port}",
@@ -78,6 +83,8 @@ def upgrade_request(host: str, port: int, path: str, *, deflate: bool) -> bytes:
     ]
     if deflate:
         lines.append(f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}")
+    if subprotocol is not None:
+        lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
