@@ -10,7 +10,7 @@ PORT ?= 8765
 # Pythons the core and interop tests also run on (CI runs them all).
 MATRIX ?= $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3 $(HOME)/.pyenv/versions/3.12.*/bin/python3 $(HOME)/.pyenv/versions/3.13.*/bin/python3)
 
-.PHONY: help serve test test-matrix style types coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps e2e screenshot bench bench-quick clean
+.PHONY: help serve test test-matrix style types coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps e2e screenshot bench bench-quick bench-cluster clean
 
 help:
 	@echo "make serve        run the main job: the hub and its demo page on http://$(HOST):$(PORT)/"
@@ -24,6 +24,7 @@ help:
 	@echo "make autobahn-all Autobahn|Testsuite including compression (sections 12-13, ~30 min)"
 	@echo "make bench        openline side by side with its peers into bench/results (~30 min)"
 	@echo "make bench-quick  the same as a 1-minute smoke run into bench/results/quick"
+	@echo "make bench-cluster fan-out over 2 hub nodes + Redis vs 1 node in memory (~3 min)"
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +81,10 @@ autobahn-all: $(STAMP) autobahn-deps
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/openline bench $(BENCH_ARGS)
+
+bench-cluster: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/openline bench --cluster $(BENCH_ARGS)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
