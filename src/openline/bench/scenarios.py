@@ -111,8 +111,24 @@ def _catalogue() -> list[Scenario]:
     return plain + deflated
 
 
+#: Scenarios run only when named (``-s``): fan-out capacity, with more offered
+#: than any server delivers, so that deliveries/s measures the server, not the load.
+_EXTRAS = [
+    Scenario(
+        "fanout-5k-300",
+        "fanout",
+        "fan-out to 5,000 subscribers, 300 msg/s (capacity)",
+        32,
+        5000,
+        1,
+        300,
+    ),
+]
+
 #: Every scenario, in the order they run.
-SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in _catalogue()}
+SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in _catalogue() + _EXTRAS}
+#: What runs when no scenario is named.
+DEFAULT = [name for name in SCENARIOS if name not in {extra.name for extra in _EXTRAS}]
 
 #: ``--quick`` sizes: few connections, so a smoke run takes seconds.
 _QUICK_CONNECTIONS = {"echo": 10, "fanout": 100, "idle": 200}
@@ -135,7 +151,7 @@ def select(names: list[str] | None) -> list[Scenario]:
         ValueError: A name is not in the catalogue.
     """
     if not names:
-        return list(SCENARIOS.values())
+        return [SCENARIOS[name] for name in DEFAULT]
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
         known = ", ".join(SCENARIOS)
