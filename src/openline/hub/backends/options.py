@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import enum
 import math
+from typing import Literal
 
-__all__ = ["DEFAULT_HISTORY_SIZE", "DEFAULT_HISTORY_TTL", "Default", "check_size", "check_ttl"]
+__all__ = [
+    "DEFAULT_HISTORY_SIZE",
+    "DEFAULT_HISTORY_TTL",
+    "Default",
+    "check_size",
+    "check_ttl",
+    "check_windows",
+]
 
 #: Messages kept per channel.
 DEFAULT_HISTORY_SIZE = 1000
@@ -36,3 +44,34 @@ def check_ttl(name: str, value: float | None) -> float | None:
     ):
         raise ValueError(f"{name} must be a number of seconds > 0 or None, got {value!r}")
     return float(value)
+
+
+def check_windows(
+    history_size: int | None,
+    history_ttl: float | None,
+    id_size: int | Literal[Default.TOKEN] | None,
+    id_ttl: float | Literal[Default.TOKEN] | None,
+) -> tuple[int | None, float | None, int | None, float | None]:
+    """Check an engine's history and idempotency windows; fill in the defaults.
+
+    The idempotency table follows the history by default: ``id_size`` is
+    ``history_size`` (or :data:`DEFAULT_HISTORY_SIZE` when that is ``None``),
+    ``id_ttl`` is ``history_ttl``.
+
+    Returns:
+        ``(history_size, history_ttl, id_size, id_ttl)``, TTLs as floats.
+
+    Raises:
+        ValueError: A value is out of range, or both bounds of one window are ``None``.
+    """
+    size, ttl = check_size("history_size", history_size), check_ttl("history_ttl", history_ttl)
+    if size is None and ttl is None:
+        raise ValueError("history_size and history_ttl can't both be None: history would grow")
+    if id_size is Default.TOKEN:
+        id_size = history_size or DEFAULT_HISTORY_SIZE
+    if id_ttl is Default.TOKEN:
+        id_ttl = history_ttl
+    ids, ids_ttl = check_size("id_size", id_size), check_ttl("id_ttl", id_ttl)
+    if ids is None and ids_ttl is None:
+        raise ValueError("id_size and id_ttl can't both be None: the table would grow")
+    return size, ttl, ids, ids_ttl

@@ -61,7 +61,13 @@ from .base import (
     PresenceUser,
     PublishResult,
 )
-from .options import DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL, Default, check_size, check_ttl
+from .options import (
+    DEFAULT_HISTORY_SIZE,
+    DEFAULT_HISTORY_TTL,
+    Default,
+    check_ttl,
+    check_windows,
+)
 from .redis_feed import Feed, parse_endpoint
 
 if TYPE_CHECKING:
@@ -147,18 +153,8 @@ class RedisEngine:
             raise ImportError(
                 "the Redis engine needs the redis package: pip install 'openline[redis]'"
             ) from exc
-        self._history_size = check_size("history_size", history_size)
-        self._history_ttl = check_ttl("history_ttl", history_ttl)
-        if self._history_size is None and self._history_ttl is None:
-            raise ValueError("history_size and history_ttl can't both be None: history would grow")
-        if id_size is Default.TOKEN:
-            id_size = history_size or DEFAULT_HISTORY_SIZE
-        if id_ttl is Default.TOKEN:
-            id_ttl = history_ttl
-        self._id_size = check_size("id_size", id_size)
-        self._id_ttl = check_ttl("id_ttl", id_ttl)
-        if self._id_size is None and self._id_ttl is None:
-            raise ValueError("id_size and id_ttl can't both be None: the table would grow")
+        windows = check_windows(history_size, history_ttl, id_size, id_ttl)
+        self._history_size, self._history_ttl, self._id_size, self._id_ttl = windows
         presence = check_ttl("presence_ttl", presence_ttl)
         if presence is None:
             raise ValueError("presence_ttl must be a number of seconds > 0")
