@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import enum
-import math
 from typing import Literal
+
+from ...asyncio.config import check_count, check_timeout
 
 __all__ = [
     "DEFAULT_HISTORY_SIZE",
     "DEFAULT_HISTORY_TTL",
     "Default",
-    "check_size",
-    "check_ttl",
     "check_windows",
 ]
 
@@ -25,25 +24,6 @@ class Default(enum.Enum):
     """The default of arguments whose default depends on others."""
 
     TOKEN = 0
-
-
-def check_size(name: str, value: int | None) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise ValueError(f"{name} must be an int >= 0 or None, got {value!r}")
-    return value
-
-
-def check_ttl(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a number of seconds > 0 or None, got {value!r}")
-    return float(value)
 
 
 def check_windows(
@@ -64,14 +44,15 @@ def check_windows(
     Raises:
         ValueError: A value is out of range, or both bounds of one window are ``None``.
     """
-    size, ttl = check_size("history_size", history_size), check_ttl("history_ttl", history_ttl)
+    size = check_count("history_size", history_size)
+    ttl = check_timeout("history_ttl", history_ttl)
     if size is None and ttl is None:
         raise ValueError("history_size and history_ttl can't both be None: history would grow")
     if id_size is Default.TOKEN:
         id_size = history_size or DEFAULT_HISTORY_SIZE
     if id_ttl is Default.TOKEN:
         id_ttl = history_ttl
-    ids, ids_ttl = check_size("id_size", id_size), check_ttl("id_ttl", id_ttl)
+    ids, ids_ttl = check_count("id_size", id_size), check_timeout("id_ttl", id_ttl)
     if ids is None and ids_ttl is None:
         raise ValueError("id_size and id_ttl can't both be None: the table would grow")
     return size, ttl, ids, ids_ttl

@@ -48,7 +48,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from ...asyncio.backoff import Backoff
+from ...asyncio.config import check_timeout
 from ...exceptions import BackendUnavailable
+from ..config import check_positive, check_positive_int
 from . import redis_lua
 from .base import (
     Callback,
@@ -65,7 +67,6 @@ from .options import (
     DEFAULT_HISTORY_SIZE,
     DEFAULT_HISTORY_TTL,
     Default,
-    check_ttl,
     check_windows,
 )
 from .redis_feed import Feed, parse_endpoint
@@ -155,20 +156,10 @@ class RedisEngine:
             ) from exc
         windows = check_windows(history_size, history_ttl, id_size, id_ttl)
         self._history_size, self._history_ttl, self._id_size, self._id_ttl = windows
-        presence = check_ttl("presence_ttl", presence_ttl)
-        if presence is None:
-            raise ValueError("presence_ttl must be a number of seconds > 0")
-        self._presence_ttl = presence
-        self._channel_ttl = check_ttl("channel_ttl", channel_ttl)
-        wait = check_ttl("timeout", timeout)
-        if wait is None:
-            raise ValueError("timeout must be a number of seconds > 0")
-        self._timeout = wait
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            raise ValueError(f"max_connections must be an int >= 1, got {max_connections!r}")
-        if max_connections < 1:
-            raise ValueError(f"max_connections must be an int >= 1, got {max_connections!r}")
-        self._max_connections = max_connections
+        self._presence_ttl = check_positive("presence_ttl", presence_ttl)
+        self._channel_ttl = check_timeout("channel_ttl", channel_ttl)
+        self._timeout = check_positive("timeout", timeout)
+        self._max_connections = check_positive_int("max_connections", max_connections)
         self._backoff = Backoff(retry_base, retry_cap)
         self._delays = iter(self._backoff)
         # loop.time() of the last recovery, and before which no node is reaped.
