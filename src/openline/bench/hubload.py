@@ -38,8 +38,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .loadgen import BUFFER, VIEW, Client, Generator, Tally, Window, _Publisher
-from .system import cpu_seconds, die_with_parent, pin_to_cpu, raise_open_files_limit
+from .loadgen import BUFFER, VIEW, Client, Generator, Tally, Window, _Publisher, child_main
+from .system import cpu_seconds
 from .wire import (
     FIN,
     OP_CLOSE,
@@ -384,19 +384,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """The generator process; prints one JSON line and returns the exit status."""
-    config = json.loads(argv[0])
-    die_with_parent()
-    pin_to_cpu(config.get("cpu"))
-    raise_open_files_limit(config.get("open_files", 1024))
-    import uvloop
-
-    try:
-        result = uvloop.run(run(config))
-    except Exception as exc:
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
-        return 1
-    print(json.dumps(result), flush=True)
-    return 0
+    return child_main(argv, run)
 
 
 if __name__ == "__main__":

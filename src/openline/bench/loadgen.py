@@ -27,7 +27,7 @@ import collections
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from .scenarios import Scenario
@@ -789,8 +789,12 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     return {"metrics": metrics, "notes": gen.notes}
 
 
-def main(argv: list[str]) -> int:
-    """The generator process; prints one JSON line and returns the exit status."""
+def child_main(argv: list[str], run: Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]) -> int:
+    """A generator process: run ``run(config)`` on uvloop, print one JSON line, return the status.
+
+    ``argv[0]`` is the JSON config; the process dies with its parent, is pinned
+    to ``config["cpu"]`` and may open ``config["open_files"]`` files.
+    """
     config = json.loads(argv[0])
     die_with_parent()
     pin_to_cpu(config.get("cpu"))
@@ -804,6 +808,11 @@ def main(argv: list[str]) -> int:
         return 1
     print(json.dumps(result), flush=True)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """The generator process; prints one JSON line and returns the exit status."""
+    return child_main(argv, run)
 
 
 if __name__ == "__main__":
