@@ -297,3 +297,20 @@ def test_create_app_passes_limits_to_the_hub() -> None:
         create_app(max_subscriptions=0)
     app = create_app(ticker=False, max_message_size=1024)
     assert isinstance(app.hub, Hub) and app.ticker is None
+
+
+async def test_a_guest_publish_retried_on_a_new_connection_is_stored_once(
+    app: tuple[App, int],
+) -> None:
+    # Token-less connections are a new guest each time; a redial must not
+    # turn the retry of a publish into a second stored message.
+    publish = {"type": "publish", "ch": "room", "data": "hi", "id": "7f3c9a1e-retry", "rid": 1}
+    acks = []
+    for _ in range(2):
+        ws, welcome = await hub_connect(app[1])
+        assert welcome["user"].startswith("guest-")
+        async with closing(ws):
+            await ws.send(json.dumps(publish))
+            acks.append(await recv_type(ws, "ack"))
+    assert [ack["duplicate"] for ack in acks] == [False, True]
+    assert acks[0]["offset"] == acks[1]["offset"]

@@ -51,10 +51,17 @@ class Identity:
         user: The user id. Presence aggregates connections by it.
         info: Public details (a display name, an avatar), shown to everyone who
             sees the user's presence: keep secrets out. Must be JSON-serializable.
+        anonymous: Whether the identity was made up for a connection that
+            presented no credentials (a guest with a fresh id per connection).
+            Such a user is new after every redial, so its publish ids can't be
+            scoped per user: they share one scope per channel, like the
+            connections of a hub without an ``authenticate`` hook, and must be
+            random (the clients' are).
     """
 
     user: str
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    anonymous: bool = dataclasses.field(default=False, kw_only=True)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -325,7 +325,7 @@ class Hub:
             ws,
             identity,
             info,
-            anonymous=found is None,
+            anonymous=found is None or identity.anonymous,
             rate_limit=self._rate_limit,
             max_errors=self._max_errors,
             now=time.monotonic(),
@@ -404,8 +404,9 @@ class Hub:
                 "forbidden", "publish refused", rid=request.rid, ch=ch, id=request.id
             )
         # Idempotency keys are scoped by user, so that users can't collide, by
-        # accident or on purpose. An anonymous user is new on each connection,
-        # which would defeat retries after a redial: anonymous clients share a scope.
+        # accident or on purpose. An anonymous user (no hook, or a guest the hook
+        # made up) is new on each connection, which would defeat retries after a
+        # redial: anonymous clients share one scope per channel (random ids).
         scope = None if session.anonymous else session.user
         result = await self._store(ch, request.data, request.id, session.user, scope)
         ack = {

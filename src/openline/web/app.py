@@ -230,7 +230,7 @@ def authenticate(credentials: Credentials) -> Identity:
     """The demo's authentication hook: trust the token (see the module docstring)."""
     token = credentials.token
     if token is None:
-        return Identity("guest-" + secrets.token_hex(6), {})
+        return Identity("guest-" + secrets.token_hex(6), {}, anonymous=True)
     demo = _decode_demo_token(token)
     if demo is not None:
         return Identity(*demo)
