@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -62,13 +63,21 @@ from .config import (
 )
 from .metrics import Metrics
 from .presence import StateThrottle
-from .session import Session, Subscription
+from .session import Hold, Session, Subscription
 from .wire import SUBPROTOCOL, RequestError
 
 __all__ = ["Hub"]
 
-# Errors caused by the server, which don't count against the client.
-_SERVER_ERRORS = frozenset(("internal", "unavailable"))
+# Refusals a well-behaved client recovers from by retrying the same request later.
+_RETRYABLE: frozenset[wire.ErrorCode] = frozenset(("rate_limited", "unavailable", "internal"))
+# Load is not abuse: these never count toward the abuse budget (a rate_limited
+# refusal does only once the client keeps ignoring retry_after, see FLOOD_GRACE).
+_NOT_ABUSE = _RETRYABLE | {"too_large"}
+#: Seconds publishes stay held behind a refused one that its client never retries.
+HOLD_SECONDS = 30.0
+#: Seconds a connection may keep sending while refused as ``rate_limited`` (what
+#: was in flight when the first refusal left) before each refusal counts as abuse.
+FLOOD_GRACE = 5.0
 
 
 class Hub:
@@ -353,20 +362,32 @@ class Hub:
         """Handle one client message; every refusal becomes an ``error`` reply."""
         self.stats.messages_in += 1
         request: wire.Request | None = None
+        now = time.monotonic()
         try:
-            if not session.take_token(time.monotonic()):
-                raise RequestError("rate_limited", "too many messages: slow down")
             request = self._parser.parse(raw)
+            if type(request) is wire.Publish and session.hold is not None:
+                _check_hold(session, request, now)
+            if not session.take_token(now):
+                raise _error_for(
+                    request,
+                    "rate_limited",
+                    "too many messages: slow down",
+                    retry_after=session.retry_after(now),
+                )
+            session.limited_since = None
             await self._dispatch(session, request)
         except RequestError as exc:
-            await self._refuse(session, exc)
+            await self._refuse(session, exc, request, now)
         except BackendUnavailable:
-            await self._refuse(session, _error_for(request, "unavailable", "try again later"))
+            error = _error_for(request, "unavailable", "try again later")
+            await self._refuse(session, error, request, now)
         except ConnectionClosed:
             raise
         except Exception:
             self._logger.exception("hub failed to handle a message")
-            await self._refuse(session, _error_for(request, "internal", "internal error"))
+            await self._refuse(
+                session, _error_for(request, "internal", "internal error"), request, now
+            )
 
     async def _dispatch(self, session: Session, request: wire.Request) -> None:
         if type(request) is wire.Publish:
@@ -384,10 +405,32 @@ class Hub:
         else:
             raise AssertionError(f"unexpected request {request!r}")
 
-    async def _refuse(self, session: Session, error: RequestError) -> None:
-        self.stats.errors[error.code] += 1
+    async def _refuse(
+        self,
+        session: Session,
+        error: RequestError,
+        request: wire.Request | None = None,
+        now: float | None = None,
+    ) -> None:
+        """Send an ``error`` reply; close with 1008 once the client abuses the hub."""
+        now = time.monotonic() if now is None else now
+        code = error.code
+        held = session.hold is not None
+        if not held and code in _RETRYABLE and type(request) is wire.Publish and request.id:
+            # Later publishes wait behind this one, so that its client's retry,
+            # from this one on, keeps their order.
+            session.hold = Hold(request.id, code, now + HOLD_SECONDS)
+        self.stats.errors[code] += 1
         await self._send(session, wire.encode_error(error))
-        if error.code in _SERVER_ERRORS or not session.count_error(time.monotonic()):
+        if code == "rate_limited":
+            since = session.limited_since
+            if since is None:
+                session.limited_since = now
+            if since is None or now - since <= FLOOD_GRACE:
+                return  # in flight when the first refusal left, or load, not abuse
+        elif code in _NOT_ABUSE:
+            return
+        if not session.count_error(now):
             return
         self.stats.abuse_closes += 1
         self._logger.info("closing %s: too many errors", session.client)
@@ -585,10 +628,15 @@ class Hub:
     # --- private: sending --------------------------------------------------------------
 
     def _welcome(self, session: Session) -> bytes:
+        rate = self._rate_limit
         limits = {
             "message": self._max_message_size,
             "subscriptions": self._max_subscriptions,
             "state": self._parser.max_state_size,
+            # The token bucket: clients pace themselves below it (docs/protocol.md).
+            "rate": None if rate is None else round(rate[0] / rate[1], 6),
+            "burst": None if rate is None else rate[0],
+            "buffer": self._max_buffer,
         }
         welcome = {
             "type": "welcome",
@@ -675,9 +723,37 @@ def _refusal(status: int, reason: str) -> Response:
     return Response.plain(status, reason + "\n", headers)
 
 
-def _error_for(request: wire.Request | None, code: wire.ErrorCode, reason: str) -> RequestError:
+def _error_for(
+    request: wire.Request | None,
+    code: wire.ErrorCode,
+    reason: str,
+    *,
+    retry_after: float | None = None,
+) -> RequestError:
     """Build an error reply about ``request``, echoing what identifies it."""
     rid = None if request is None else request.rid
     ch = getattr(request, "ch", None)
     msg_id = getattr(request, "id", None)
-    return RequestError(code, reason, rid=rid, ch=ch, id=msg_id)
+    if retry_after is not None:
+        retry_after = math.ceil(retry_after * 1000) / 1000  # whole ms, never early
+    return RequestError(code, reason, rid=rid, ch=ch, id=msg_id, retry_after=retry_after)
+
+
+def _check_hold(session: Session, request: wire.Publish, now: float) -> None:
+    """Refuse a publish that must wait for the retry of an earlier refused one.
+
+    Raises:
+        RequestError: It waits; the code is the earlier refusal's.
+    """
+    hold = session.hold
+    assert hold is not None
+    if request.id == hold.id or now >= hold.until:
+        session.hold = None  # the retry has come (or never will): handle it normally
+        return
+    retry_after = session.retry_after(now) if hold.code == "rate_limited" else None
+    raise _error_for(
+        request,
+        hold.code,
+        f"waiting for the retry of publish {wire.show(hold.id)}",
+        retry_after=retry_after,
+    )

@@ -7,8 +7,9 @@ import json
 
 from ..asyncio.server import ServerConnection
 from .auth import Identity
+from .wire import ErrorCode
 
-__all__ = ["Session", "Subscription"]
+__all__ = ["Hold", "Session", "Subscription"]
 
 
 class Subscription:
@@ -22,6 +23,24 @@ class Subscription:
 
     def __init__(self, presence: bool) -> None:
         self.presence = presence
+
+
+class Hold:
+    """A publish refused for a retryable reason, which later publishes wait behind.
+
+    Attributes:
+        id: The refused publish's client message id.
+        code: The refusal's code, given to the publishes held behind it.
+        until: When the hold lapses (monotonic seconds), in case the client
+            gave that publish up.
+    """
+
+    __slots__ = ("code", "id", "until")
+
+    def __init__(self, msg_id: str, code: ErrorCode, until: float) -> None:
+        self.id = msg_id
+        self.code: ErrorCode = code
+        self.until = until
 
 
 class Session:
@@ -48,8 +67,10 @@ class Session:
         "anonymous",
         "client",
         "closing",
+        "hold",
         "identity",
         "info_json",
+        "limited_since",
         "subs",
         "user",
         "ws",
@@ -84,6 +105,10 @@ class Session:
         # connections never err, and an idle connection should stay small.
         self._error_budget = max_errors
         self._error_times: collections.deque[float] | None = None
+        #: The publish whose retry later publishes wait for, after a retryable refusal.
+        self.hold: Hold | None = None
+        #: When the current run of ``rate_limited`` refusals began; ``None`` outside one.
+        self.limited_since: float | None = None
 
     @staticmethod
     def encode_info(identity: Identity) -> str:
@@ -110,6 +135,15 @@ class Session:
             return False
         self._tokens = tokens - 1.0
         return True
+
+    def retry_after(self, now: float) -> float:
+        """Seconds until the rate budget holds one message again (0 when it does)."""
+        rate = self._rate
+        if rate is None:
+            return 0.0
+        capacity, period = rate
+        tokens = min(capacity, self._tokens + (now - self._tokens_at) * capacity / period)
+        return max(0.0, (1.0 - tokens) * period / capacity)
 
     def count_error(self, now: float) -> bool:
         """Record an error; ``True`` when the connection crossed the abuse threshold."""

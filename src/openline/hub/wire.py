@@ -39,7 +39,9 @@ __all__ = [
     "encode_presence",
     "encode_state",
     "encode_str",
+    "identify",
     "is_text",
+    "show",
 ]
 
 #: The subprotocol a hub connection negotiates.
@@ -83,6 +85,8 @@ class RequestError(HubError):
         rid: The request id, when the message had a valid one.
         ch: The channel, when the message had a valid one.
         id: The client message id of a publish, when valid.
+        retry_after: Seconds after which the same message would be accepted
+            (``rate_limited``), or ``None``.
     """
 
     def __init__(
@@ -93,12 +97,14 @@ class RequestError(HubError):
         rid: Rid = None,
         ch: str | None = None,
         id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.code: ErrorCode = code
         self.reason = reason
         self.rid = rid
         self.ch = ch
         self.id = id
+        self.retry_after = retry_after
         super().__init__(code, reason)
 
     def __str__(self) -> str:
@@ -192,12 +198,20 @@ class Parser:
             raise RequestError("bad_request", "binary frames aren't part of openline.v1")
         limit = self.max_message_size
         # A str of n characters holds at most 4n bytes of UTF-8: encode only when unsure.
-        if limit is not None and len(raw) * 4 > limit and len(raw.encode(errors="replace")) > limit:
-            raise RequestError("too_large", f"message exceeds {limit} bytes")
+        too_large = (
+            limit is not None and len(raw) * 4 > limit and len(raw.encode(errors="replace")) > limit
+        )
         try:
             fields = json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, RecursionError):
+            if too_large:
+                raise RequestError("too_large", f"message exceeds {limit} bytes") from None
             raise RequestError("bad_request", "message isn't valid JSON") from None
+        if too_large:
+            # Parsed all the same (the transport bounds it to four times the limit)
+            # so that the client can tell which of its requests was refused.
+            reason = f"message exceeds {limit} bytes"
+            raise identify(fields, "too_large", reason, self.max_channel_length)
         if not isinstance(fields, dict):
             raise RequestError("bad_request", "message isn't a JSON object")
         rid = _rid(fields)
@@ -216,7 +230,7 @@ class Parser:
             return GetPresence(self._channel(fields, rid), rid)
         if kind == "ping":
             return Ping(rid)
-        raise RequestError("unknown_type", f"unknown type: {_show(kind)}", rid=rid)
+        raise RequestError("unknown_type", f"unknown type: {show(kind)}", rid=rid)
 
     # --- private: one parser per type ---------------------------------------------------
 
@@ -283,6 +297,20 @@ class Parser:
         return ch
 
 
+def identify(fields: object, code: ErrorCode, reason: str, max_channel_length: int) -> RequestError:
+    """Build an error about a parsed message, echoing its ``rid``, ``ch`` and ``id`` if valid."""
+    if not isinstance(fields, dict):
+        return RequestError(code, reason)
+    rid, ch, msg_id = fields.get("rid"), fields.get("ch"), fields.get("id")
+    return RequestError(
+        code,
+        reason,
+        rid=rid if is_text(rid, MAX_RID_LENGTH) or _is_int(rid) else None,
+        ch=ch if is_text(ch, max_channel_length) else None,
+        id=msg_id if fields.get("type") == "publish" and is_text(msg_id, MAX_ID_LENGTH) else None,
+    )
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} isn't JSON")
 
@@ -303,7 +331,7 @@ def _is_int(value: object) -> TypeGuard[int]:
     return type(value) is int and -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
 
 
-def _show(value: str, limit: int = 40) -> str:
+def show(value: str, limit: int = 40) -> str:
     """Render peer text safely in a reason: escaped and truncated."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -415,5 +443,6 @@ def encode_error(error: RequestError) -> bytes:
             "rid": error.rid,
             "ch": error.ch,
             "id": error.id,
+            "retry_after": error.retry_after,
         }
     )
