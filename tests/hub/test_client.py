@@ -458,17 +458,33 @@ async def test_publish_waits_for_room_beyond_max_queue() -> None:
         await asyncio.gather(first, second, third, return_exceptions=True)
 
 
-async def test_rate_limited_publishes_are_retried_until_acked(engine: Engine) -> None:
-    # The hub counts rate_limited refusals as errors toward max_errors (1008): off here.
-    limits: dict[str, Any] = dict(rate_limit=(5, 0.05), max_errors=None)
-    async with run_hub(engine, **limits) as running, client(running.url) as hub_client:
+async def test_rate_limited_publishes_are_retried_in_order_until_acked(engine: Engine) -> None:
+    # Unpaced, the client runs into the hub's limit: refusals are load, not abuse
+    # (no 1008 with the default error budget), and the retries keep the order.
+    limits: dict[str, Any] = dict(rate_limit=(5, 0.05))
+    async with (
+        run_hub(engine, **limits) as running,
+        client(running.url, pace=False) as hub_client,
+    ):
         acks = await asyncio.wait_for(
             asyncio.gather(*(hub_client.publish("room", n) for n in range(30))), TIMEOUT
         )
-        assert len({ack.offset for ack in acks}) == 30
+        assert [ack.offset for ack in acks] == list(range(1, 31))
         assert hub_client.stats["republished"] > 0
+        assert running.hub.metrics()["abuse_closes"] == 0
     history = await engine.history("room", since=0, epoch=acks[0].epoch)
-    assert sorted(json.loads(m.data) for m in history.messages) == list(range(30))
+    assert [json.loads(m.data) for m in history.messages] == list(range(30))
+
+
+async def test_a_paced_client_stays_below_the_announced_rate(engine: Engine) -> None:
+    limits: dict[str, Any] = dict(rate_limit=(5, 0.05), max_errors=(1, 10.0))
+    async with run_hub(engine, **limits) as running, client(running.url) as hub_client:
+        acks = await asyncio.wait_for(
+            asyncio.gather(*(hub_client.publish("room", n) for n in range(60))), TIMEOUT
+        )
+        assert [ack.offset for ack in acks] == list(range(1, 61))
+        assert hub_client.stats["republished"] == 0
+        assert running.hub.metrics().get("errors.rate_limited", 0) == 0
 
 
 # --- stopping for good ------------------------------------------------------------------
@@ -775,8 +791,8 @@ async def test_requests_made_offline_go_out_once_connected(engine: Engine) -> No
 
 
 async def test_rate_limited_subscribes_and_queries_are_retried(engine: Engine) -> None:
-    limits: dict[str, Any] = dict(rate_limit=(2, 0.1), max_errors=None)
-    async with run_hub(engine, **limits) as running, client(running.url) as hub_client:
+    limits: dict[str, Any] = dict(rate_limit=(2, 0.1))
+    async with run_hub(engine, **limits) as running, client(running.url, pace=False) as hub_client:
         subs = await asyncio.wait_for(
             asyncio.gather(*(hub_client.subscribe(f"room{n}") for n in range(6))), TIMEOUT
         )
@@ -788,8 +804,11 @@ async def test_rate_limited_subscribes_and_queries_are_retried(engine: Engine) -
 
 
 async def test_a_finite_backoff_still_paces_retries_after_refusals(engine: Engine) -> None:
-    limits: dict[str, Any] = dict(rate_limit=(2, 0.05), max_errors=None)
-    async with run_hub(engine, **limits) as running, client(running.url, backoff=[MS]) as c:
+    limits: dict[str, Any] = dict(rate_limit=(2, 0.05))
+    async with (
+        run_hub(engine, **limits) as running,
+        client(running.url, backoff=[MS], pace=False) as c,
+    ):
         acks = await asyncio.wait_for(
             asyncio.gather(*(c.publish("room", n) for n in range(8))), TIMEOUT
         )

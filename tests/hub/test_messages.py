@@ -30,13 +30,13 @@ async def test_welcome_names_the_client_the_user_and_the_heartbeat(engine: Engin
         assert welcome["heartbeat"] == 3.0
         assert welcome["timeout"] == 2.0
         assert welcome["limits"] == {
-                "message": 65536,
-                "subscriptions": 100,
-                "state": 1024,
-                "rate": 100.0,
-                "burst": 100,
-                "buffer": 2**20,
-            }
+            "message": 65536,
+            "subscriptions": 100,
+            "state": 1024,
+            "rate": 100.0,
+            "burst": 100,
+            "buffer": 2**20,
+        }
 
 
 async def test_ping_gets_a_pong_with_the_request_id(engine: Engine) -> None:

@@ -51,7 +51,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from ..asyncio.backoff import DEFAULT_RESET_AFTER, Backoff, Classifier, Classify, Schedule
+from ..asyncio.backoff import Classifier, Classify, Schedule
 from ..asyncio.client import ClientConnection, connect
 from ..asyncio.config import check_count, check_timeout
 from ..exceptions import ConnectionClosed, HubError
@@ -68,6 +68,7 @@ from .events import (
     Presence,
     Reconnecting,
 )
+from .policy import POLICY, Pacer, PolicyBackoff
 from .subscription import ClientClosed, Subscription, parse_presence
 from .wire import MAX_ID_LENGTH, SUBPROTOCOL, RequestError
 
@@ -80,9 +81,11 @@ __all__ = [
 ]
 
 #: Seconds between two heartbeat pings.
-DEFAULT_HEARTBEAT_INTERVAL = 10.0
+DEFAULT_HEARTBEAT_INTERVAL = POLICY.heartbeat_interval
 #: Seconds to hear anything after a ping before giving the connection up.
-DEFAULT_HEARTBEAT_TIMEOUT = 10.0
+DEFAULT_HEARTBEAT_TIMEOUT = POLICY.heartbeat_timeout
+#: Seconds a connection must last before the redial backoff starts over.
+DEFAULT_RESET_AFTER = POLICY.reset_after
 #: Publishes waiting for their ack, offline or not.
 DEFAULT_MAX_QUEUE = 1000
 #: Items a subscription holds for the application before reading pauses.
@@ -91,7 +94,7 @@ DEFAULT_MAX_BUFFER = 1000
 DEFAULT_MAX_EVENTS = 100
 
 # Error codes after which a request is worth sending again: the hub didn't process it.
-_RETRY_CODES = frozenset(("rate_limited", "unavailable", "internal"))
+_RETRY_CODES = POLICY.retry_errors
 
 _PING = '{"type":"ping"}'
 
@@ -194,9 +197,11 @@ class Client:
         backoff: The delays between redials: a re-iterable of seconds, started
             over once a connection lasted ``reset_after`` seconds; redialling
             stops when it runs out. ``None`` uses
-            :class:`~openline.asyncio.backoff.Backoff` (full jitter, first
-            delay at most 1 s, doubling up to 60 s). Also paces the retries of
-            requests the hub refused as ``rate_limited``.
+            :class:`~openline.hub.policy.PolicyBackoff`, the table both clients
+            share (first redial after 0.5-1 s, then 1-2 s, then 1.5-3 s, jittered).
+            Also paces the retries of requests the hub refused as
+            ``unavailable`` or ``internal`` (``rate_limited`` ones wait the
+            ``retry_after`` the hub gave).
         classify: Decides which failures are worth a redial: ``classify(exc)``
             returns ``None`` to stop, or the least delay in seconds. ``None``
             uses :class:`~openline.asyncio.backoff.Classifier`.
@@ -218,6 +223,11 @@ class Client:
             the client stops reading from the hub. ``None`` disables the bound.
         max_events: Events each :meth:`events` iterator holds; beyond, the
             oldest is dropped. ``None`` disables the bound.
+        pace: Keep below the rate the hub announces in its welcome (90 % of it,
+            in bursts of half its burst; see :class:`~openline.hub.policy.Pacer`),
+            so that flushing a long offline queue is never refused. ``False``
+            sends as fast as the application asks; the hub's ``rate_limited``
+            refusals then pace the retries.
         on_event: Called with every :data:`~openline.hub.events.ClientEvent`, at
             once and synchronously; its exceptions are logged.
         logger: Where to log; ``openline.hub.client`` by default. One INFO line
@@ -256,6 +266,7 @@ class Client:
         max_queue: int | None = DEFAULT_MAX_QUEUE,
         max_buffer: int | None = DEFAULT_MAX_BUFFER,
         max_events: int | None = DEFAULT_MAX_EVENTS,
+        pace: bool = True,
         # callbacks
         on_event: Callable[[ClientEvent], None] | None = None,
         # logging
@@ -294,7 +305,7 @@ class Client:
             for one in uris
         ]
         self._next_dialer = 0
-        self._backoff: Iterable[float] = backoff if backoff is not None else Backoff()
+        self._backoff: Iterable[float] = backoff if backoff is not None else PolicyBackoff()
         self._schedule = Schedule(
             backoff=self._backoff,
             classify=classify if classify is not None else Classifier(),
@@ -319,6 +330,9 @@ class Client:
         self._out: collections.deque[str | _Publish] = collections.deque()
         self._out_wake: asyncio.Future[None] | None = None
         self._stalled = False  # publishes wait for the retry after a refusal
+        # Keeps us below the rate the hub announced in its welcome.
+        self._pacer = Pacer()
+        self._pace = pace
         self._retry_delays: Iterator[float] | None = None
         self._retry_timer: asyncio.TimerHandle | None = None
         self._last_rx = 0.0
@@ -635,8 +649,12 @@ class Client:
         self.client_id = str(welcome.get("client", ""))
         self.user = str(welcome.get("user", ""))
         limits = welcome.get("limits")
-        limit = limits.get("message") if isinstance(limits, dict) else None
+        if not isinstance(limits, dict):
+            limits = {}
+        limit = limits.get("message")
         self._max_message = limit if isinstance(limit, int) else None
+        rate = limits.get("rate") if self._pace else None
+        self._pacer.configure(rate, limits.get("burst"), time.monotonic())
         self._refuse_too_large()
         self._ws = ws
         self._out.clear()
@@ -681,18 +699,28 @@ class Client:
             wake.set_result(None)
 
     async def _pump(self, ws: ClientConnection) -> None:
-        """Send the queued requests, in order, for as long as the connection lasts."""
-        out = self._out
+        """Send the queued requests, in order and paced, for as long as the connection lasts.
+
+        Each request waits for room in the pacer, so that flushing a long
+        queue after a redial stays below the rate the hub announced.
+        """
+        out, pacer = self._out, self._pacer
         try:
             while True:
                 while out:
+                    delay = pacer.delay(time.monotonic())
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                        continue  # the queue may have changed meanwhile
                     item = out.popleft()
                     if isinstance(item, _Publish):
-                        if item.rid not in self._outbox:
-                            continue  # acked or cancelled meanwhile
-                        await ws.send(item.text)
+                        if item.rid not in self._outbox or self._stalled:
+                            continue  # acked or cancelled, or the retry resends it
+                        text = item.text
                     else:
-                        await ws.send(item)
+                        text = item
+                    pacer.spend(time.monotonic())
+                    await ws.send(text)
                 wake = self._out_wake = asyncio.get_running_loop().create_future()
                 await wake
         except ConnectionClosed:
@@ -732,23 +760,35 @@ class Client:
             # After a subscribe in flight, the hub processes this second: it undoes it.
             self._send(_encode({"type": "unsubscribe", "ch": sub.ch}))
 
-    def _retry_later(self) -> None:
+    def _retry_later(self, retry_after: float | None = None) -> None:
         """Send unacked publishes (and unconfirmed subscribes) again after a delay.
 
         A refusal such as ``rate_limited`` means the hub didn't process the
-        request: it is safe, and necessary, to send it again. Publishes are
-        idempotent by id, so sending again one that was processed is harmless.
+        request: it is safe, and necessary, to send it again. The hub holds
+        the publishes that followed a refused one until it comes back, so all
+        unacked publishes go again, in their order, from the oldest.
+        Publishes are idempotent by id: sending again one that was processed
+        is harmless.
+
+        Args:
+            retry_after: The hub's hint (``rate_limited``): wait exactly that
+                long; ``None`` waits the next delay of the backoff.
         """
         self._stalled = True
         if self._retry_timer is not None:
             return
-        delays = self._retry_delays
-        if delays is None:
-            delays = self._retry_delays = iter(self._backoff)
-        delay = next(delays, None)
-        if delay is None:  # a finite backoff ran out: keep its last pace
-            delays = self._retry_delays = iter(self._backoff)
-            delay = next(delays, 0.0)
+        if retry_after is not None:
+            delay = retry_after
+            self._pacer.drain(time.monotonic())
+        else:
+            delays = self._retry_delays
+            if delays is None:
+                delays = self._retry_delays = iter(self._backoff)
+            next_delay = next(delays, None)
+            if next_delay is None:  # a finite backoff ran out: keep its last pace
+                delays = self._retry_delays = iter(self._backoff)
+                next_delay = next(delays, 0.0)
+            delay = next_delay
         self._retry_timer = asyncio.get_running_loop().call_later(delay, self._resend)
 
     def _resend(self) -> None:
@@ -791,6 +831,7 @@ class Client:
                 next_ping = now + interval
                 try:
                     # Bounded: a send stuck behind a full buffer mustn't stall the deadline.
+                    self._pacer.spend(time.monotonic())
                     await asyncio.wait_for(ws.send(_PING), timeout)
                 except asyncio.TimeoutError:
                     continue
@@ -866,8 +907,8 @@ class Client:
             id=message.get("id"),
         )
         if code in _RETRY_CODES and (rid is None or rid in self._outbox or rid in self._queries):
-            # rate_limited comes without a request id: we can't tell which one it refused.
-            self._retry_later()
+            # (Hubs before retry_after and request ids on every refusal send none.)
+            self._retry_later(_retry_after(message) if code == "rate_limited" else None)
             return
         entry = self._outbox.pop(str(rid), None)
         if entry is not None:
@@ -884,7 +925,7 @@ class Client:
         if sub is None:
             self._report(Error(error))
         elif code in _RETRY_CODES:
-            self._retry_later()
+            self._retry_later(_retry_after(message) if code == "rate_limited" else None)
         elif code != "already_subscribed":  # else the first subscribe's answer stands
             del self._subs[sub.ch]
             if sub.confirmed:
@@ -955,6 +996,14 @@ class Client:
 
 #: Types of the messages that belong to a subscription.
 _CHANNEL_TYPES = frozenset(("message", "gap", "subscribed", "presence", "join", "leave", "state"))
+
+
+def _retry_after(message: dict[str, Any]) -> float | None:
+    """The ``retry_after`` of a refusal, in seconds, when it is a sane number."""
+    value = message.get("retry_after")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 3600:
+        return float(value)
+    return None
 
 
 def _keepalive_failed(exc: ConnectionClosed) -> bool:
