@@ -186,14 +186,14 @@ def authenticator(signer: TokenSigner) -> Authenticate:
             try:
                 session = signer.verify(token)
             except InvalidToken as exc:
-                raise Reject(401, f"invalid token: {exc}\n") from None
+                raise Reject(401, f"invalid token: {exc}") from None
             return Identity(session.user, {"name": session.name})
         if _PLAIN_RE.fullmatch(token):
             return Identity(token, {"name": token})
         raise Reject(
             401,
             "invalid token: expected one from /api/session, or a plain name of "
-            "1-32 letters, digits, '_' or '-'\n",
+            "1-32 letters, digits, '_' or '-'",
         )
 
     return authenticate
