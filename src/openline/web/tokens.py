@@ -45,7 +45,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..hub import Credentials, Identity
-from ..hub.auth import Authenticate, Reject
+from ..hub.auth import Reject
 
 __all__ = [
     "DEFAULT_TOKEN_TTL",
@@ -171,7 +171,7 @@ class TokenSigner:
         return _encode(hmac.new(self._key, signed.encode(), hashlib.sha256).digest())
 
 
-def authenticator(signer: TokenSigner) -> Authenticate:
+def authenticator(signer: TokenSigner) -> Callable[[Credentials], Identity]:
     """Build the hub's authentication hook: signed tokens, plain names, guests.
 
     The hook raises :class:`~openline.hub.Reject` with 401 for a token that is
