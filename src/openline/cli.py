@@ -431,7 +431,7 @@ def _add_serve(commands: Any) -> None:
         "--secret",
         default=unset,
         help=f"key that signs the demo's tokens, {MIN_SECRET}+ bytes (default: ${SECRET_ENV}, "
-        "else random per start); every node behind one address needs the same",
+        "else random per process); every node behind one address needs the same",
     )
     scale = serve.add_argument_group("scaling out (docs/scaling.md)")
     scale.add_argument(

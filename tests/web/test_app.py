@@ -476,12 +476,12 @@ async def test_two_processes_with_one_secret_accept_each_others_tokens() -> None
         # And a renewal on the second keeps the user the first chose.
         again = await session(second, "Ada", Authorization=f"Bearer {given['token']}")
         assert again["user"] == given["user"]
-    async with running() as random_key:  # no secret: a key of its own
+    async with running(secret="another node's secret") as other_key:
         await refused(
-            random_key, 401, subprotocols=["openline.v1", f"openline.token.{given['token']}"]
+            other_key, 401, subprotocols=["openline.v1", f"openline.token.{given['token']}"]
         )
         reply = await request(
-            random_key,
+            other_key,
             "/api/session?name=Ada",
             headers={"Authorization": f"Bearer {given['token']}"},
         )

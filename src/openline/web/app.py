@@ -31,7 +31,7 @@ invalid one gets 401, and the caller asks again without it. The hub accepts
 these tokens, plain names (1-32 letters, digits, ``_``, ``-``; anyone may use
 any of them, but no signed user's id is a plain name) and no token (an
 anonymous guest with a random id); anything else is refused with 401. The key
-is ``secret``, or a random one per :func:`create_app` call: tokens then end with
+is ``secret``, or a random one made once per process: tokens then end with
 the process, and the demo page fetches a new one, keeping its name.
 
 The session API is a ``GET`` because the server's HTTP parser takes no request
@@ -292,9 +292,9 @@ def create_app(
             ``"https://example.com"``; ``"*"`` allows any (development only).
         origin_required: Refuse clients that send no ``Origin`` (every client
             that isn't a browser page).
-        secret: The key that signs tokens, at least 16 bytes. ``None`` makes a
-            random one: tokens then end with this app. Every process serving the
-            same users needs the same key.
+        secret: The key that signs tokens, at least 16 bytes. ``None`` uses a
+            random one made once per process: tokens then end with the process.
+            Every process serving the same users needs the same key.
         token_ttl: Seconds a token stays valid.
         **hub_kwargs: Passed to :class:`~openline.hub.Hub` (limits, timeouts).
 

@@ -68,6 +68,9 @@ MAX_TOKEN = 1024
 #: Longest display name, in characters; longer ones are cut.
 MAX_NAME = 32
 
+# The key of signers given none: random, made once per process, so that an app
+# restarted in the same process keeps accepting the tokens it gave out.
+_PROCESS_KEY = secrets.token_bytes(32)
 _HEADER = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=").decode()
 _USER_RE = re.compile(r"u\.[0-9a-f]{16}")
 _PLAIN_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -99,8 +102,8 @@ class TokenSigner:
 
     Args:
         secret: The signing key, at least :data:`MIN_SECRET` bytes. ``None``
-            makes a random key for this object: its tokens are refused by any
-            other signer, so they end with the process. Processes that share a
+            uses a random key made once per process: other processes refuse
+            its tokens, so they end with the process. Processes that share a
             port (``--workers``) or sit behind one load balancer need one key.
         ttl: Seconds a token stays valid.
         clock: Returns the current Unix time in seconds.
@@ -117,7 +120,7 @@ class TokenSigner:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if secret is None:
-            key = secrets.token_bytes(32)
+            key = _PROCESS_KEY
         else:
             key = secret.encode() if isinstance(secret, str) else bytes(secret)
             if len(key) < MIN_SECRET:
