@@ -73,6 +73,17 @@ async def run_cli_async(*args: str, stdin: str = "") -> tuple[int, str, str]:
         (["serve", "--echo", "--workers", "2"], "--workers 2 needs --redis URL"),
         (["serve", "--echo", "--redis", "redis://localhost"], "--redis applies to the hub, not"),
         (["serve", "--presence-ttl", "1"], "--presence-ttl applies to --redis"),
+        (
+            ["serve", "--origin", "example.com"],
+            "expected an origin like https://example.com[:port]",
+        ),
+        (["serve", "--origin", "ftp://example.com"], "an origin's scheme must be http or https"),
+        (["serve", "--origin", "https://example.com/app"], "expected an origin like"),
+        (["serve", "--origin", "http://example.com:99999"], "port must be between 1 and 65535"),
+        (["serve", "--origin", "**"], "(or '*' for any origin)"),
+        (["serve", "--echo", "--origin", "nope"], "expected an origin like"),
+        (["serve", "--secret", "short"], "--secret must be at least 16 bytes, got 5"),
+        (["serve", "--echo", "--secret", "x" * 16], "--secret applies to the hub, not to --echo"),
         (["serve", "--redis-timeout", "1"], "--redis-timeout applies to --redis"),
         (["serve", "--redis", "redis://x", "--presence-ttl", "0"], "expected a positive number"),
         (["connect"], "the following arguments are required: uri"),
@@ -93,6 +104,26 @@ def test_bad_arguments_print_one_line(args: list[str], message: str) -> None:
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_short_secret_in_the_environment_prints_one_line() -> None:
+    result = subprocess.run(
+        [*CLI, "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, "OPENLINE_SECRET": "tiny"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "openline serve: error: OPENLINE_SECRET must be at least 16 bytes, got 4"
+    ]
+
+
+def test_serve_help_explains_origins_and_secrets() -> None:
+    text = " ".join(run_cli("serve", "--help").stdout.split())
+    for words in ("--origin URL", "--origin-required", "--secret SECRET", "OPENLINE_SECRET"):
+        assert words in text
 
 
 def test_serve_with_redis_but_without_the_redis_package_says_what_to_install() -> None:
@@ -383,3 +414,102 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert result.returncode == 0
     assert "serve" in result.stdout and "connect" in result.stdout
+
+
+# --- origin checks and signed tokens, through real processes ----------------------------
+
+
+class Serving:
+    """``openline serve`` in a process, stopped with SIGINT at the end of the block."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.env = env
+        self.port = 0
+
+    async def __aenter__(self) -> Serving:
+        self.proc = await asyncio.create_subprocess_exec(
+            *CLI, "serve", "--port", "0", *self.args, stdout=subprocess.PIPE, env=self.env
+        )
+        assert self.proc.stdout is not None
+        line = (await asyncio.wait_for(self.proc.stdout.readline(), TIMEOUT)).decode()
+        match = re.search(r"(?:http|ws)://127\.0\.0\.1:(\d+)/", line)
+        assert match, line
+        self.port = int(match.group(1))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            assert await asyncio.wait_for(self.proc.wait(), TIMEOUT) == 0
+        finally:
+            if self.proc.returncode is None:
+                self.proc.kill()
+                await self.proc.wait()
+
+    async def status(self, origin: str | None, path: str = "/ws", **kwargs: Any) -> int:
+        """Dial with ``Origin: origin`` (or none); 101 or the refusal's status."""
+        kwargs.setdefault("subprotocols", ["openline.v1"])
+        try:
+            ws = await openline.connect(
+                f"ws://127.0.0.1:{self.port}{path}", origin=origin, **kwargs
+            )
+        except openline.exceptions.InvalidStatus as exc:
+            body = getattr(exc.response, "body", b"").decode().strip()
+            print(f"Origin {origin}: HTTP {exc.status} {body}")
+            return exc.status
+        await ws.close()
+        return 101
+
+    async def session(self, name: str) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.port}/api/session?name={name}"
+        status, value = await _read_json(url)
+        assert status == 200
+        result: dict[str, Any] = value
+        return result
+
+
+async def test_serve_checks_origins_by_default_and_takes_more_with_origin() -> None:
+    async with Serving("--no-ticker", "--origin", "http://localhost:3000/") as hub:
+        own = f"http://127.0.0.1:{hub.port}"
+        assert await hub.status("http://evil.example") == 403
+        assert await hub.status(f"http://localhost:{hub.port}") == 403
+        assert await hub.status(own) == 101
+        assert await hub.status(None) == 101
+        assert await hub.status("http://localhost:3000") == 101
+    async with Serving("--no-ticker", "--origin-required", "--origin", "*") as hub:
+        assert await hub.status(None) == 403
+        assert await hub.status("http://evil.example") == 101
+    async with Serving("--echo") as echo:
+        assert await echo.status("http://evil.example", subprotocols=None) == 403
+        assert await echo.status(f"http://127.0.0.1:{echo.port}", subprotocols=None) == 101
+
+
+async def test_two_serve_processes_with_one_secret_accept_each_others_tokens() -> None:
+    secret = "a secret shared by both nodes"
+    env = {**os.environ, "OPENLINE_SECRET": secret}
+    async with (
+        Serving("--no-ticker", "--secret", secret) as first,
+        Serving("--no-ticker", env=env) as second,
+        Serving("--no-ticker") as other,
+    ):
+        given = await first.session("Ada")
+        offers = ["openline.v1", f"openline.token.{given['token']}"]
+        uri = f"ws://127.0.0.1:{second.port}/ws"
+        async with openline.connect(uri, subprotocols=offers) as ws:
+            welcome = json.loads(await ws.recv())
+            assert welcome["user"] == given["user"]
+        # A node with its own random key refuses it: 401.
+        assert await other.status(None, subprotocols=offers) == 401
+
+
+async def test_workers_share_one_signing_key(redis_server: Any) -> None:
+    pytest.importorskip("redis")
+    async with Serving("--no-ticker", "--redis", redis_server.url, "--workers", "2") as hub:
+        # SO_REUSEPORT spreads connections over both workers: with a key per
+        # worker, about half of these handshakes would get 401.
+        for n in range(8):
+            given = await hub.session(f"user{n}")
+            offers = ["openline.v1", f"openline.token.{given['token']}"]
+            for _ in range(2):
+                assert await hub.status(None, subprotocols=offers) == 101

@@ -10,6 +10,9 @@ supervisor (the process the operator started):
 * holds the port (bound, never listening, so it gets no connections) so that
   ``--port 0`` means one free port for every worker, and a port in use is
   reported before any worker starts;
+* picks the key that signs the demo's tokens once (``--secret``,
+  ``$OPENLINE_SECRET``, or a random one) and hands it to every worker in its
+  environment, so that a token from one worker is good on all of them;
 * prints the URLs once, when every worker listens;
 * forwards SIGINT and SIGTERM to the workers and exits when they have exited;
 * reports a worker that dies, and starts it again, unless it died before it
@@ -26,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -36,6 +40,7 @@ from typing import Any
 from .cli import (
     EXIT_CONNECT_FAILED,
     EXIT_OK,
+    SECRET_ENV,
     UsageError,
     _engine_name,
     _make_app,
@@ -43,6 +48,7 @@ from .cli import (
     _print_urls,
     _start_engine,
     _stop_on_signals,
+    secret_from,
 )
 
 __all__ = ["supervise"]
@@ -72,7 +78,9 @@ async def supervise(args: argparse.Namespace, context: ssl.SSLContext | None) ->
         port = sockets[0].getsockname()[1]
         command = [sys.executable, "-m", "openline", *args.argv]
         command += ["--workers", "1", "--port", str(port)]
-        workers = [_Worker(index, command) for index in range(args.workers)]
+        # Not on the command line, where `ps` would show it to every user.
+        env = {**os.environ, SECRET_ENV: secret_from(args) or secrets.token_urlsafe(32)}
+        workers = [_Worker(index, command, env) for index in range(args.workers)]
         return await _run(workers, args, sockets)
     finally:
         for sock in sockets:
@@ -157,9 +165,10 @@ def _say(text: str) -> None:
 class _Worker:
     """One worker process, started again when it dies."""
 
-    def __init__(self, index: int, command: list[str]) -> None:
+    def __init__(self, index: int, command: list[str], env: dict[str, str]) -> None:
         self.index = index
         self.command = command
+        self.env = env
         self.process: asyncio.subprocess.Process | None = None
         self.line: socket.socket | None = None
         self.started = 0.0
@@ -184,6 +193,7 @@ class _Worker:
                 "--worker-of-supervisor",
                 f"{self.index}:{theirs.fileno()}",
                 pass_fds=(theirs.fileno(),),
+                env=self.env,
             )
         except BaseException:
             mine.close()

@@ -47,7 +47,9 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
+    from .asyncio.server import ServerConnection
     from .hub.backends.base import Engine
+    from .protocol.http11 import Request, Response
     from .web import App
 
 __all__ = ["main"]
@@ -144,6 +146,21 @@ def _cpu(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a CPU number, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a CPU number, got {value}")
+    return value
+
+
+def _origin(text: str) -> str:
+    """Check an ``--origin`` value: ``scheme://host[:port]`` (one final ``/`` allowed) or ``*``."""
+    from .web.origin import ANY_ORIGIN, parse_origin
+
+    if text == ANY_ORIGIN:
+        return text
+    # A URL copied from the address bar ends with "/"; an Origin header never does.
+    value = text[:-1] if text.endswith("/") and text.count("/") == 3 else text
+    try:
+        parse_origin(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (or '*' for any origin)") from None
     return value
 
 
@@ -289,7 +306,13 @@ _HUB_FLAGS = {
     "redis": "--redis",
     "presence_ttl": "--presence-ttl",
     "redis_timeout": "--redis-timeout",
+    "secret": "--secret",
 }
+
+#: The environment variable that ``--secret`` overrides.
+SECRET_ENV = "OPENLINE_SECRET"
+#: Shortest ``--secret``, in bytes (UTF-8).
+MIN_SECRET = 16
 
 
 def _count_or_off(text: str) -> int | None:
@@ -346,7 +369,10 @@ def _add_serve(commands: Any) -> None:
             "--redis for several processes or machines) and, on the same "
             "port, the demo page at /, the browser client at /openline.js, /healthz and "
             "/api/ticker. WebSocket clients connect to /ws. Ctrl-C closes every connection "
-            "with 1001 and exits."
+            "with 1001 and exits. Browsers may connect from this server's own origin only (add "
+            "others with --origin); clients that send no Origin header are allowed unless "
+            "--origin-required. The demo's tokens come from /api/session, signed with --secret "
+            f"(or ${SECRET_ENV}; a random key by default, so they end with the process)."
         ),
     )
     unset = argparse.SUPPRESS
@@ -373,7 +399,21 @@ def _add_serve(commands: Any) -> None:
         action="store_true",
         help="echo: refuse permessage-deflate (the hub never compresses)",
     )
-    serve.add_argument("--origin", action="append", dest="origins", help="allowed Origin (repeat)")
+    serve.add_argument(
+        "--origin",
+        action="append",
+        dest="origins",
+        type=_origin,
+        default=[],
+        metavar="URL",
+        help="allow pages of this origin too, e.g. https://example.com (repeat); '*' allows "
+        "any origin (development only). Other origins get 403",
+    )
+    serve.add_argument(
+        "--origin-required",
+        action="store_true",
+        help="refuse clients that send no Origin header (every client that isn't a browser page)",
+    )
     hub = serve.add_argument_group("hub (not with --echo)")
     hub.add_argument("--history-size", type=_count_or_off, default=unset, help="messages (1000)")
     hub.add_argument("--history-ttl", type=_seconds_or_off, default=unset, help="seconds (300)")
@@ -386,6 +426,12 @@ def _add_serve(commands: Any) -> None:
     hub.add_argument("--no-ticker", action="store_true", default=unset, help="no demo ticker")
     hub.add_argument(
         "--ticker-interval", type=_interval_range, default=unset, help="SECONDS or MIN-MAX (0.25-1)"
+    )
+    hub.add_argument(
+        "--secret",
+        default=unset,
+        help=f"key that signs the demo's tokens, {MIN_SECRET}+ bytes (default: ${SECRET_ENV}, "
+        "else random per process); every node behind one address needs the same",
     )
     scale = serve.add_argument_group("scaling out (docs/scaling.md)")
     scale.add_argument(
@@ -460,6 +506,14 @@ async def _echo(ws: object) -> None:
 
 async def _serve(args: argparse.Namespace, context: ssl.SSLContext | None) -> int:
     from . import serve
+    from .web.origin import OriginPolicy, forbidden
+
+    policy = OriginPolicy.from_strings(args.origins, required=args.origin_required)
+    secure = context is not None
+
+    def check_origin(connection: ServerConnection, request: Request) -> Response | None:
+        refusal = policy.refusal(request, secure=secure)
+        return None if refusal is None else forbidden(refusal)
 
     stop = asyncio.get_running_loop().create_future()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -471,7 +525,7 @@ async def _serve(args: argparse.Namespace, context: ssl.SSLContext | None) -> in
             args.port,
             ssl=context,
             compression=None if args.no_compression else "deflate",
-            origins=args.origins,
+            process_request=check_origin,
             max_size=getattr(args, "max_size", 2**20),
             max_connections=args.max_connections,
             ping_interval=getattr(args, "ping_interval", 20.0),
@@ -626,6 +680,9 @@ def _make_app(args: argparse.Namespace, engine: Engine, *, ticker: bool) -> App:
         return create_app(
             engine=engine,
             ticker=ticker and not getattr(args, "no_ticker", False),
+            origins=args.origins,
+            origin_required=args.origin_required,
+            secret=secret_from(args),
             **(
                 {"ticker_interval": args.ticker_interval}
                 if hasattr(args, "ticker_interval")
@@ -637,16 +694,28 @@ def _make_app(args: argparse.Namespace, engine: Engine, *, ticker: bool) -> App:
         raise UsageError(str(exc)) from None
 
 
+def secret_from(args: argparse.Namespace) -> str | None:
+    """The key for the demo's tokens: ``--secret``, else ``$OPENLINE_SECRET``, else ``None``.
+
+    Raises:
+        UsageError: The key is shorter than :data:`MIN_SECRET` bytes.
+    """
+    value: str | None
+    if hasattr(args, "secret"):
+        value, source = args.secret, "--secret"
+    else:
+        value, source = os.environ.get(SECRET_ENV) or None, SECRET_ENV
+    if value is not None and len(value.encode()) < MIN_SECRET:
+        raise UsageError(f"{source} must be at least {MIN_SECRET} bytes, got {len(value.encode())}")
+    return value
+
+
 async def _serve_hub(args: argparse.Namespace, context: ssl.SSLContext | None) -> int:
     worker = _worker(args)
     engine = _make_engine(args)
     # One ticker per deployment: with --workers, the first worker runs it.
     app = _make_app(args, engine, ticker=worker is None or worker[0] == 0)
-    serve_options: dict[str, Any] = {
-        "ssl": context,
-        "origins": args.origins,
-        "max_connections": args.max_connections,
-    }
+    serve_options: dict[str, Any] = {"ssl": context, "max_connections": args.max_connections}
     if hasattr(args, "max_size"):
         serve_options["max_size"] = args.max_size
     if worker is not None:

@@ -19,13 +19,21 @@ class Reply:
 
 
 async def request(
-    port: int, path: str, *, method: str = "GET", headers: dict[str, str] | None = None
+    port: int,
+    path: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
 ) -> Reply:
-    """Send one request and read the reply until the server closes the connection."""
+    """Send one request and read the reply until the server closes the connection.
+
+    ``host`` is the ``Host`` header; ``"127.0.0.1:{port}"`` names the port too.
+    """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     lines = [
         f"{method} {path} HTTP/1.1",
-        "Host: 127.0.0.1",
+        f"Host: {host.format(port=port)}",
         *(f"{k}: {v}" for k, v in (headers or {}).items()),
     ]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())

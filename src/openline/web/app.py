@@ -10,35 +10,52 @@ One port serves everything; each request goes to one of these by its shape:
 ``/healthz``           the hub's counters and the engine's health as JSON:
                        200, or 503 when the engine says it is degraded
 ``/api/ticker``        the ticker's latest value as JSON, for the polling panels
+``/api/session``       a signed demo token: ``GET /api/session?name=Ada``
 =====================  =========================================================
 
 Static files answer ``GET`` and ``HEAD`` only (405 otherwise).
 
-**Demo identities.** The hub's authentication hook here is a demo's, not a
-security feature: a browser presents a token made of base64url-encoded JSON,
-``{"id": ..., "name": ...}``, and is trusted to be that user. Any other token is
-taken as both the user id and the display name; no token gives a guest with a
-random id. Put a real ``authenticate`` hook in front of anything that matters.
+**Origin checks.** Upgrades and ``/api/session`` go through an
+:class:`~openline.web.origin.OriginPolicy` first: pages of this server's own
+origin and clients that send no ``Origin`` are let through, other origins get
+**403** with the reason on one line. Static files, ``/healthz`` and
+``/api/ticker`` are public and change nothing, so they aren't checked (a page
+elsewhere can't read them anyway: no CORS header is ever sent).
+
+**Demo identities.** The server chooses user ids and signs them
+(:mod:`openline.web.tokens`): ``GET /api/session?name=Ada`` answers
+``{"token", "user", "name", "expires"}`` with a new user id; with the header
+``Authorization: Bearer <token>`` carrying a valid token of this server, the new
+token keeps that token's user id (a rename, or a renewal before it expires). An
+invalid one gets 401, and the caller asks again without it. The hub accepts
+these tokens, plain names (1-32 letters, digits, ``_``, ``-``; anyone may use
+any of them, but no signed user's id is a plain name) and no token (an
+anonymous guest with a random id); anything else is refused with 401. The key
+is ``secret``, or a random one made once per process: tokens then end with
+the process, and the demo page fetches a new one, keeping its name.
+
+The session API is a ``GET`` because the server's HTTP parser takes no request
+bodies (it reads upgrade requests, which have none: RFC 6455, section 4.1), and
+a browser's body-less ``POST`` still announces ``Content-Length: 0``. It issues
+a token and stores nothing, and its origin is checked like an upgrade's.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
-import re
-import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+import urllib.parse
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from .. import __version__
 from ..asyncio.server import Server, ServerConnection
-from ..hub import Credentials, Hub, Identity
+from ..hub import Hub, Identity
 from ..hub.auth import Action, Authorize
 from ..hub.backends.base import Engine
 from ..protocol.http11 import Request, Response
+from .origin import OriginPolicy, forbidden
 from .static import (
     ALLOWED_METHODS,
     StaticFiles,
@@ -49,11 +66,14 @@ from .static import (
     request_path,
 )
 from .ticker import DEFAULT_TICKER_CHANNEL, DEFAULT_TICKER_INTERVAL, Ticker
+from .tokens import DEFAULT_TOKEN_TTL, InvalidToken, TokenSigner, authenticator, clean_name
 
-__all__ = ["DEMO_FILES", "WS_PATH", "App", "authenticate", "authorize_for", "create_app"]
+__all__ = ["DEMO_FILES", "SESSION_PATH", "WS_PATH", "App", "authorize_for", "create_app"]
 
 #: The documented path of the hub's WebSocket endpoint.
 WS_PATH = "/ws"
+#: Where clients get a signed token.
+SESSION_PATH = "/api/session"
 
 #: URL path to file name in this package.
 DEMO_FILES = {
@@ -73,9 +93,6 @@ _PAGE_POLICY = (
     "script-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
-_ID_RE = re.compile(r"[A-Za-z0-9_-]{6,64}")
-_MAX_NAME = 32
-
 
 class App:
     """The hub plus plain HTTP: pages, the browser client, health and the ticker.
@@ -84,6 +101,10 @@ class App:
         hub: The hub to serve.
         ticker: A ticker to run while serving, or ``None`` for none.
         static: The files to serve; the demo's by default.
+        origins: Which origins may open the hub and get tokens; by default
+            this server's own and clients without ``Origin``.
+        signer: Issues the tokens of ``/api/session``; ``None`` turns that
+            path off (404). The hub's authentication hook must accept them.
     """
 
     def __init__(
@@ -92,9 +113,15 @@ class App:
         *,
         ticker: Ticker | None = None,
         static: StaticFiles | None = None,
+        origins: OriginPolicy | None = None,
+        signer: TokenSigner | None = None,
     ) -> None:
         self.hub = hub
         self.ticker = ticker
+        self.origins = OriginPolicy() if origins is None else origins
+        self.signer = signer
+        # The scheme of our own origin: https once run() is given a TLS context.
+        self.secure = False
         if static is None:
             page = {"/": [("Content-Security-Policy", _PAGE_POLICY)]}
             page["/index.html"] = page["/"]
@@ -109,7 +136,8 @@ class App:
         """Serve until the block ends: ``async with app.run(host, port) as server:``.
 
         Starts the ticker, serves, and on the way out closes every connection
-        with 1001 (going away), stops the ticker and closes the hub.
+        with 1001 (going away), stops the ticker and closes the hub. With
+        ``ssl``, this server's own origin is ``https``, else ``http``.
 
         Args:
             host: The interface(s) to listen on.
@@ -120,6 +148,7 @@ class App:
             OSError: Can't listen on the address.
         """
         self._started = time.monotonic()
+        self.secure = kwargs.get("ssl") is not None
         try:
             async with self.hub.serve(
                 host, port, process_request=self.process_request, **kwargs
@@ -162,13 +191,21 @@ class App:
     async def process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        """Route a request: ``None`` lets an upgrade through to the hub; else answer it."""
+        """Route a request: ``None`` lets an upgrade through to the hub; else answer it.
+
+        An upgrade from an origin that :attr:`origins` refuses gets 403.
+        """
         if _is_upgrade(request):
+            refusal = self.origins.refusal(request, secure=self.secure)
+            if refusal is not None:
+                return forbidden(refusal)
             return None  # the hub checks the subprotocol and authenticates
         path = request_path(request)
         head = request.method == "HEAD"
         if path in self.static:
             return self.static.respond(request, path)
+        if path == SESSION_PATH and self.signer is not None:
+            return self._session_response(request, self.signer)
         if path == WS_PATH:
             text = b"this is the openline hub: open a WebSocket with the openline.v1 subprotocol\n"
             headers = [("Upgrade", "websocket"), ("Content-Type", "text/plain; charset=utf-8")]
@@ -186,6 +223,42 @@ class App:
 
     # --- private -----------------------------------------------------------------------
 
+    def _session_response(self, request: Request, signer: TokenSigner) -> Response:
+        """``GET /api/session?name=...``: a signed token (see the module docstring)."""
+        if request.method != "GET":
+            headers = [("Allow", "GET"), ("Content-Type", "text/plain; charset=utf-8")]
+            return http_response(405, b"method not allowed: use GET\n", headers)
+        refusal = self.origins.refusal(request, secure=self.secure)
+        if refusal is not None:
+            return forbidden(refusal)
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
+        name = clean_name(query.get("name", [""])[0])
+        if not name:
+            error = f"a name is required: {SESSION_PATH}?name=Ada (1-32 printable characters)"
+            return json_response(400, {"error": error})
+        user = None
+        old = _bearer_token(request)
+        if old is not None:
+            try:
+                user = signer.verify(old).user
+            except InvalidToken as exc:
+                # The page asks again without it, for a new user id.
+                body = json.dumps({"error": f"invalid token: {exc}"}).encode()
+                headers = [
+                    ("Content-Type", "application/json"),
+                    ("Cache-Control", "no-store"),
+                    ("WWW-Authenticate", "Bearer"),
+                ]
+                return http_response(401, body, headers)
+        session = signer.issue(name, user)
+        value = {
+            "token": session.token,
+            "user": session.user,
+            "name": session.name,
+            "expires": session.expires,
+        }
+        return json_response(200, value)
+
     def _ticker_response(self, head: bool) -> Response:
         ticker = self.ticker
         if ticker is None or ticker.latest is None:
@@ -200,9 +273,14 @@ def create_app(
     engine: Engine | None = None,
     ticker: bool = True,
     ticker_interval: tuple[float, float] = DEFAULT_TICKER_INTERVAL,
+    # security
+    origins: Iterable[str] = (),
+    origin_required: bool = False,
+    secret: str | bytes | None = None,
+    token_ttl: float = DEFAULT_TOKEN_TTL,
     **hub_kwargs: Any,
 ) -> App:
-    """Build what ``openline serve`` runs: a demo-authenticated hub, the pages, a ticker.
+    """Build what ``openline serve`` runs: a hub with signed demo identities, the pages, a ticker.
 
     Args:
         engine: The hub's engine; a new :class:`~openline.hub.MemoryEngine` by
@@ -210,32 +288,36 @@ def create_app(
         ticker: Whether to publish the ticker. Clients may read the ticker's
             channel but not publish to it, and its presence is counts only.
         ticker_interval: ``(shortest, longest)`` seconds between two ticks.
+        origins: Origins allowed besides this server's own, such as
+            ``"https://example.com"``; ``"*"`` allows any (development only).
+        origin_required: Refuse clients that send no ``Origin`` (every client
+            that isn't a browser page).
+        secret: The key that signs tokens, at least 16 bytes. ``None`` uses a
+            random one made once per process: tokens then end with the process.
+            Every process serving the same users needs the same key.
+        token_ttl: Seconds a token stays valid.
         **hub_kwargs: Passed to :class:`~openline.hub.Hub` (limits, timeouts).
 
     Raises:
-        ValueError: An argument is out of range.
+        ValueError: An argument is out of range, an origin is malformed, or
+            ``secret`` is too short.
     """
+    policy = OriginPolicy.from_strings(origins, required=origin_required)
+    signer = TokenSigner(secret, ttl=token_ttl)
     channel = DEFAULT_TICKER_CHANNEL
     hub = Hub(
         engine,
-        authenticate=authenticate,
+        authenticate=authenticator(signer),
         authorize=authorize_for(frozenset((channel,))),
         counts_only=lambda ch: ch == channel,
         **hub_kwargs,
     )
-    return App(hub, ticker=Ticker(hub, channel, interval=ticker_interval) if ticker else None)
-
-
-def authenticate(credentials: Credentials) -> Identity:
-    """The demo's authentication hook: trust the token (see the module docstring)."""
-    token = credentials.token
-    if token is None:
-        return Identity("guest-" + secrets.token_hex(6), {}, anonymous=True)
-    demo = _decode_demo_token(token)
-    if demo is not None:
-        return Identity(*demo)
-    name = token[:_MAX_NAME]
-    return Identity(token, {"name": name})
+    return App(
+        hub,
+        ticker=Ticker(hub, channel, interval=ticker_interval) if ticker else None,
+        origins=policy,
+        signer=signer,
+    )
 
 
 def authorize_for(read_only: frozenset[str]) -> Authorize:
@@ -245,23 +327,6 @@ def authorize_for(read_only: frozenset[str]) -> Authorize:
         return not (action == "publish" and ch in read_only)
 
     return authorize
-
-
-def _decode_demo_token(token: str) -> tuple[str, Mapping[str, Any]] | None:
-    """Decode ``base64url(JSON {"id", "name"})``; ``None`` if it isn't one."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        fields = json.loads(raw.decode())
-    except (binascii.Error, ValueError):
-        return None
-    if not isinstance(fields, dict):
-        return None
-    user, name = fields.get("id"), fields.get("name")
-    if not isinstance(user, str) or not _ID_RE.fullmatch(user) or not isinstance(name, str):
-        return None
-    # One line of printable characters, without runs of spaces.
-    name = "".join(char for char in " ".join(name.split()) if char.isprintable())[:_MAX_NAME]
-    return user, {"name": name or "guest"}
 
 
 def _engine_health(engine: Engine) -> dict[str, Any] | None:
@@ -280,3 +345,12 @@ def _engine_health(engine: Engine) -> dict[str, Any] | None:
 def _is_upgrade(request: Request) -> bool:
     upgrade = ",".join(request.headers.get_all("Upgrade"))
     return any(token.strip().lower() == "websocket" for token in upgrade.split(","))
+
+
+def _bearer_token(request: Request) -> str | None:
+    """The token of the first ``Authorization: Bearer`` header, if any."""
+    for value in request.headers.get_all("Authorization")[:1]:
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return None

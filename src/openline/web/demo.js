@@ -33,17 +33,29 @@ function tabId() {
   return id;
 }
 
-/** @param {string} text */
-function base64url(text) {
-  const bytes = new TextEncoder().encode(text);
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-/** The demo server trusts this token (see openline/web/app.py): it is not security. */
-function demoToken(/** @type {string} */ id, /** @type {string} */ name) {
-  return base64url(JSON.stringify({ id, name }));
+/**
+ * The token to dial with, from the server, which picks our user id and signs it
+ * (see openline/web/app.py). Asked before every dial, with the tab's stored token
+ * so that the id stays the same; a token the server refuses with 401 (it restarted
+ * with a new key, or the token expired) is dropped and a new one asked for under
+ * the same name. Sets `me` to the user id the server chose.
+ * @param {string} name
+ * @returns {Promise<string>}
+ */
+async function sessionToken(name) {
+  const url = `/api/session?name=${encodeURIComponent(name)}`;
+  const stored = sessionStorage.getItem("openline-demo-token");
+  let response = await fetch(url, { cache: "no-store", headers: stored ? { Authorization: `Bearer ${stored}` } : {} });
+  if (response.status === 401 && stored) {
+    sessionStorage.removeItem("openline-demo-token");
+    response = await fetch(url, { cache: "no-store" });
+  }
+  if (!response.ok) throw new Error(`no token: HTTP ${response.status}`);
+  const session = await response.json();
+  sessionStorage.setItem("openline-demo-token", session.token);
+  sessionStorage.setItem("openline-demo-user", session.user);
+  me = session.user;
+  return session.token;
 }
 
 /** @param {string} user */
@@ -462,15 +474,14 @@ function startRace() {
 
 /** @param {string} name */
 function join(name) {
-  const id = tabId();
-  me = id;
+  me = sessionStorage.getItem("openline-demo-user") ?? "";
   sessionStorage.setItem("openline-demo-name", name);
   localStorage.setItem("openline-demo-last-name", name);
   $("#join").hidden = true;
   document.body.classList.add("joined");
 
   const heartbeat = Number(params.get("heartbeat")) || 10;
-  client = new Client("/ws", { token: demoToken(id, name), heartbeatInterval: heartbeat, heartbeatTimeout: heartbeat });
+  client = new Client("/ws", { token: () => sessionToken(name), heartbeatInterval: heartbeat, heartbeatTimeout: heartbeat });
   let everConnected = false;
   let resumedCount = 0;
   client.on("statechange", ({ state }) => {
