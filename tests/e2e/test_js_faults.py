@@ -233,3 +233,110 @@ def test_pages_are_back_soon_after_a_3_s_server_restart(
           f"(median {statistics.median(after):.2f} s)")
     assert statistics.median(after) < 3.0  # 1-2 s on a quiet machine
     assert max(after) < 4.5  # the longest redial delay is 3 s
+
+
+# --- every publish stored once, in order ----------------------------------------------
+
+
+def start_publisher(page: Any, url: str, ch: str, per_second: float, total: int) -> None:
+    """Connect a client in ``page`` and start publishing ``total`` messages on ``ch``."""
+    page.evaluate(
+        """async ([url, ch, perSecond, total]) => {
+            const client = window.client = watch(new ol.Client(url));
+            client.start();
+            while (client.state !== "open") await sleep(20);
+            publishSteadily(client, ch, perSecond, total);
+        }""",
+        [url, ch, per_second, total],
+    )
+
+
+def finish_publisher(page: Any, url: str, ch: str, total: int, *, timeout: float) -> None:
+    """Wait until every publish settled; check each was acked and stored once, in order."""
+    started = time.monotonic()
+    page.wait_for_function(f"settled === {total}", timeout=timeout * 1000)
+    drained = time.monotonic() - started
+    result = page.evaluate(
+        "async ([url, ch, total]) => ({seen: await readBack(url, ch, total), failures, "
+        "maxPending, stats: client.stats, timeline})",
+        [url, ch, total],
+    )
+    print(f"{total} publishes settled {drained:.1f} s after the fault; most queued at once: "
+          f"{result['maxPending']} (the hub's burst: {RATE[0]}); republished "
+          f"{result['stats']['republished']}")
+    assert result["failures"] == []
+    check_exactly_once(result["seen"], total)
+    check_never_abused(result["timeline"])
+
+
+def test_publishing_through_a_5_s_stall_keeps_every_publish_once_and_in_order(
+    paced: ServerThread, proxy: ChaosProxy, pages: Pages
+) -> None:
+    # 12 a second against 20 allowed: 60 %. The stall then delivers 5 s of them at once.
+    page = open_page(pages, f"http://127.0.0.1:{proxy.port}/")
+    url = ws_url(proxy.port)
+    start_publisher(page, url, "room:stall", 12, 120)
+    page.wait_for_function("settled >= 10")
+    call(paced, proxy.pause)
+    time.sleep(5.0)  # the stall itself
+    call(paced, proxy.resume)
+    finish_publisher(page, url, "room:stall", 120, timeout=40)
+    assert paced.app is not None
+    print(f"hub: {dict(paced.app.hub.stats.errors)}, abuse closes {paced.app.hub.stats.abuse_closes}")
+    assert paced.app.hub.stats.abuse_closes == 0
+
+
+def test_publishing_through_a_35_s_blackhole_keeps_every_publish_once_and_in_order(
+    paced: ServerThread, proxy: ChaosProxy, pages: Pages
+) -> None:
+    # Longer than the heartbeat (10 + 10 s): the page gives the line up and
+    # redials while the way to the hub stays closed, then flushes a queue of
+    # ~280 publishes into a hub that takes 20 a second.
+    page = open_page(pages, f"http://127.0.0.1:{proxy.port}/")
+    url = ws_url(proxy.port)
+    per_second = 8  # 40 % of the limit
+    start_publisher(page, url, "room:tunnel", per_second, per_second * 37)
+    page.wait_for_function("settled >= 8")
+    cut_at = now_ms()
+
+    def blackhole() -> int:
+        proxy.refuse = True  # redials fail too, until the tunnel ends
+        return proxy.cut("blackhole")
+
+    assert call(paced, blackhole) >= 1
+    time.sleep(35.0)  # the outage itself
+    call(paced, lambda: setattr(proxy, "refuse", False))
+    finish_publisher(page, url, "room:tunnel", per_second * 37, timeout=60)
+    timeline = page.evaluate("timeline")
+    noticed = first_after(timeline, cut_at, shown_down) / 1000
+    print(f"the silent line was given up after {noticed:.1f} s")
+    assert noticed < 25  # heartbeat 10 s + timeout 10 s, checked every second
+
+
+def test_publishing_through_a_server_restart_keeps_every_publish_once_and_in_order(
+    paced: ServerThread, pages: Pages
+) -> None:
+    page = open_page(pages, paced.url)
+    url = ws_url(paced.port)
+    start_publisher(page, url, "room:restart", 12, 100)
+    page.wait_for_function("settled >= 10")
+    paced.stop()
+    time.sleep(3.0)  # the outage itself
+    paced.start()
+    finish_publisher(page, url, "room:restart", 100, timeout=40)
+
+
+def test_a_token_less_page_through_resets_stores_each_publish_once(
+    paced: ServerThread, proxy: ChaosProxy, pages: Pages
+) -> None:
+    # A guest is a new user on every connection; retried ids still count once.
+    page = open_page(pages, f"http://127.0.0.1:{proxy.port}/")
+    url = ws_url(proxy.port)
+    start_publisher(page, url, "room:rst", 12, 80)
+    for settled in (10, 30):
+        page.wait_for_function(f"settled >= {settled}")
+        assert call(paced, lambda: proxy.cut("rst")) >= 1
+        page.wait_for_function("client.state === 'open'", timeout=15_000)
+    finish_publisher(page, url, "room:rst", 80, timeout=40)
+    resets = page.evaluate("timeline.filter((e) => e.type === 'disconnected').length")
+    assert resets >= 2
