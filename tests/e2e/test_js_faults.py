@@ -15,6 +15,7 @@ nothing stored twice, nothing out of order, and never closed for abuse.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -113,9 +114,11 @@ def check_exactly_once(seen: list[Any], total: int) -> None:
     distinct = set(seen)
     lost = total - len(distinct & set(range(total)))
     duplicated = len(seen) - len(distinct)
-    reordered = sum(1 for a, b in zip(seen, seen[1:], strict=False) if b < a)
-    print(f"read back {len(seen)} of {total}: lost {lost}, duplicated {duplicated}, "
-          f"reordered {reordered}")
+    reordered = sum(1 for a, b in itertools.pairwise(seen) if b < a)
+    print(
+        f"read back {len(seen)} of {total}: lost {lost}, duplicated {duplicated}, "
+        f"reordered {reordered}"
+    )
     assert (lost, duplicated, reordered) == (0, 0, 0)
     assert seen == list(range(total))
 
@@ -187,8 +190,10 @@ def test_offline_is_shown_at_once_and_the_page_is_back_at_once_when_online(
         back = first_after(timeline, online_at, shown_up)
         events = [e["type"] for e in timeline if e["t"] >= offline_at]
         results[name] = (shown, back)
-        print(f"{name} offline: shown after {shown:.0f} ms, back {back:.0f} ms after online; "
-              f"events {events}")
+        print(
+            f"{name} offline: shown after {shown:.0f} ms, back {back:.0f} ms after online; "
+            f"events {events}"
+        )
         offline = [e for e in timeline if e["type"] == "offline"]
         assert offline and offline[0]["t"] - offline_at < 1000
         assert [e["pending"] for e in timeline if e["type"] == "online"] == [3]
@@ -228,9 +233,12 @@ def test_pages_are_back_soon_after_a_3_s_server_restart(
         delays.append(first_after(page.evaluate("timeline"), stopped_at, shown_up) / 1000)
     outage = (back_at - stopped_at) / 1000
     after = sorted(delay - outage for delay in delays)
-    print(f"server down {outage:.2f} s; pages back after {[round(d, 2) for d in sorted(delays)]} s; "
-          f"that is {[round(a, 2) for a in after]} s after the server returned "
-          f"(median {statistics.median(after):.2f} s)")
+    back = [round(d, 2) for d in sorted(delays)]
+    print(
+        f"server down {outage:.2f} s; pages back after {back} s; "
+        f"that is {[round(a, 2) for a in after]} s after the server returned "
+        f"(median {statistics.median(after):.2f} s)"
+    )
     assert statistics.median(after) < 3.0  # 1-2 s on a quiet machine
     assert max(after) < 4.5  # the longest redial delay is 3 s
 
@@ -261,9 +269,11 @@ def finish_publisher(page: Any, url: str, ch: str, total: int, *, timeout: float
         "maxPending, stats: client.stats, timeline})",
         [url, ch, total],
     )
-    print(f"{total} publishes settled {drained:.1f} s after the fault; most queued at once: "
-          f"{result['maxPending']} (the hub's burst: {RATE[0]}); republished "
-          f"{result['stats']['republished']}")
+    print(
+        f"{total} publishes settled {drained:.1f} s after the fault; most queued at once: "
+        f"{result['maxPending']} (the hub's burst: {RATE[0]}); republished "
+        f"{result['stats']['republished']}"
+    )
     assert result["failures"] == []
     check_exactly_once(result["seen"], total)
     check_never_abused(result["timeline"])
@@ -282,8 +292,9 @@ def test_publishing_through_a_5_s_stall_keeps_every_publish_once_and_in_order(
     call(paced, proxy.resume)
     finish_publisher(page, url, "room:stall", 120, timeout=40)
     assert paced.app is not None
-    print(f"hub: {dict(paced.app.hub.stats.errors)}, abuse closes {paced.app.hub.stats.abuse_closes}")
-    assert paced.app.hub.stats.abuse_closes == 0
+    stats = paced.app.hub.stats
+    print(f"hub: {dict(stats.errors)}, abuse closes {stats.abuse_closes}")
+    assert stats.abuse_closes == 0
 
 
 def test_publishing_through_a_35_s_blackhole_keeps_every_publish_once_and_in_order(

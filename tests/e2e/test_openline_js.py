@@ -16,7 +16,6 @@ import pytest
 from .conftest import Pages
 from .server import ServerThread
 
-
 POLICY_JSON = pathlib.Path(__file__).parents[2] / "src" / "openline" / "hub" / "policy.json"
 
 
@@ -301,7 +300,9 @@ def test_arguments_and_the_redial_policy(quiet: ServerThread, pages: Pages) -> N
     assert result["state"] == "idle"
 
 
-def test_the_policy_copy_in_openline_js_equals_policy_json(quiet: ServerThread, pages: Pages) -> None:
+def test_the_policy_copy_in_openline_js_equals_policy_json(
+    quiet: ServerThread, pages: Pages
+) -> None:
     page = load(pages, quiet)
     copy = page.evaluate("JSON.parse(JSON.stringify(ol.POLICY))")
     table = json.loads(POLICY_JSON.read_text())
@@ -358,7 +359,11 @@ def test_a_publish_refused_for_good_settles_and_is_never_sent_again(
             client.on("publish-failed", ({error, ch, id}) => failed.push([error.code, ch, id]));
             client.start();
             let refusal = null;
-            try { await client.publish("ticker", 1, {id: "read-only-1"}); } catch (e) { refusal = e; }
+            try {
+                await client.publish("ticker", 1, {id: "read-only-1"});
+            } catch (e) {
+                refusal = e;
+            }
             const pending = client.pending;
             return {code: refusal.code, id: refusal.id, failed, pending};
         }""",
