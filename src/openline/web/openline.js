@@ -5,12 +5,25 @@
  * A plain ES module: no build step, no dependencies, types in JSDoc. It behaves
  * like the Python client (`openline.hub.Client`):
  *
- * - **Redials** with capped exponential backoff and full jitter (the n-th delay
- *   is drawn uniformly from [0, min(cap, base * 2^n)]), restarting the backoff
- *   once a connection lasted `resetAfter` seconds. Close codes 1000, 1001, 1005,
- *   1006, 1011, 1012, 1013 and 1014 redial; any other code stops the client (1008
- *   abuse, 1009 too big...). A browser can't see why a handshake failed (a 401
- *   looks like a network error), so failed handshakes redial with backoff too.
+ * - Follows **`POLICY`**, a literal copy of `src/openline/hub/policy.json`,
+ *   the table the Python client reads too.
+ * - **Redials** after 0.5–1 s, then 1–2 s, then 1.5–3 s (jittered, capped),
+ *   restarting the backoff once a connection lasted `resetAfter` seconds. Close
+ *   codes 1000, 1001, 1005, 1006, 1011, 1012, 1013 and 1014 redial; any other
+ *   code stops the client (1008 abuse, 1009 too big...: `stopped`). A browser
+ *   can't see why a handshake failed (a 401 looks like a network error), so
+ *   failed handshakes redial with backoff too.
+ * - **Tells the truth within a second**: on the browser's `offline` event it
+ *   gives the connection up, says `offline` at once and dials nothing until
+ *   `online`, which dials at once with the backoff started over.
+ * - **Paces** every message it sends to the rate the hub announces in its
+ *   welcome (`limits.rate`, `limits.burst`), so flushing a long queue after a
+ *   redial never trips the hub's limits; after a refusal worth a retry
+ *   (`rate_limited`, `unavailable`, `internal`) it waits (`retry_after`, or
+ *   the backoff) and resends the unacknowledged publishes in their order.
+ * - **Settles every publish**: its promise resolves with the ack, or rejects
+ *   (`too_large` before sending, a refusal of the hub, or the error that
+ *   stopped the client); a publish refused for good is never sent again.
  * - **Detects a dead line** with the protocol's own heartbeat: browsers can't
  *   send WebSocket pings, so it sends `{"type":"ping"}` every `heartbeatInterval`
  *   seconds and gives the connection up when nothing at all arrived within
@@ -41,8 +54,9 @@
  * await client.publish("room:1", { text: "hello" });   // resolves with the ack
  * ```
  *
- * Events of a `Client`: `statechange`, `connected`, `disconnected`,
- * `reconnecting`, `resumed`, `gap`, `error`. Events of a `Subscription`:
+ * Events of a `Client` (details in `ClientEvents`): `statechange`,
+ * `connected`, `disconnected`, `reconnecting`, `offline`, `online`, `resumed`,
+ * `gap`, `publish-failed`, `stopped`, `error`. Events of a `Subscription`:
  * `subscribed`, `message`, `gap`, `presence`, `join`, `leave`, `state`.
  * Listen with `on(type, listener)` (the listener gets the event's detail; the
  * call returns a function that removes it) or with `addEventListener`
