@@ -103,11 +103,11 @@ def first_after(timeline: list[dict[str, Any]], t: float, accept: Callable[[Any]
 
 
 def shown_down(entry: dict[str, Any]) -> bool:
-    return entry["type"] == "state" and entry["state"] != "open"
+    return bool(entry["type"] == "state" and entry["state"] != "open")
 
 
 def shown_up(entry: dict[str, Any]) -> bool:
-    return entry["type"] == "connected"
+    return bool(entry["type"] == "connected")
 
 
 def check_exactly_once(seen: list[Any], total: int) -> None:
