@@ -6,6 +6,8 @@ with ``page.evaluate``; the demo page's tests cover the rest through the UI.
 
 from __future__ import annotations
 
+import json
+import pathlib
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +15,8 @@ import pytest
 
 from .conftest import Pages
 from .server import ServerThread
+
+POLICY_JSON = pathlib.Path(__file__).parents[2] / "src" / "openline" / "hub" / "policy.json"
 
 
 def load(pages: Pages, server: ServerThread) -> Any:
@@ -227,53 +231,150 @@ def test_refused_requests_reject_and_abuse_stops_the_client(
     assert result["state"] == "closed"
 
 
-def test_rate_limited_publishes_are_retried_and_stored_once(
+def test_publishes_are_paced_to_the_announced_rate_and_never_refused(
     make_server: Callable[..., ServerThread], pages: Pages
 ) -> None:
+    # Needs the hub to announce limits.rate and limits.burst in its welcome.
     server = make_server(ticker=False, rate_limit=(5, 0.5))
     page = load(pages, server)
     result = page.evaluate(
         """async (url) => {
             const client = new ol.Client(url, FAST);
             client.start();
+            await new Promise((resolve) => client.on("connected", resolve));
+            const started = performance.now();
             const acks = await Promise.all(
-                Array.from({length: 15}, (_, n) => client.publish("room:rl", n)));
+                Array.from({length: 30}, (_, n) => client.publish("room:rl", n)));
+            const seconds = (performance.now() - started) / 1000;
             const stats = client.stats;
+            const limits = client.limits;
             client.close();
-            return {offsets: acks.map((a) => a.offset), republished: stats.republished};
+            return {offsets: acks.map((a) => a.offset), republished: stats.republished,
+                    seconds, limits};
         }""",
         hub_url(server),
     )
-    assert sorted(result["offsets"]) == list(range(1, 16))
-    assert result["republished"] > 0
+    assert server.app is not None
+    refused = server.app.hub.stats.errors["rate_limited"]
+    print(f"30 publishes at 90 % of 10/s: {result['seconds']:.2f} s, {refused} refused")
+    assert result["limits"]["rate"] == 10 and result["limits"]["burst"] == 5
+    assert result["offsets"] == list(range(1, 31))  # in order
+    assert refused == 0 and result["republished"] == 0
+    # 2 at once (half the burst), then 9 per second: 28 / 9 = 3.1 s at least.
+    assert result["seconds"] > 2.8
+    assert server.history("room:rl") == list(range(30))
 
 
-def test_arguments_and_backoff(quiet: ServerThread, pages: Pages) -> None:
+def test_arguments_and_the_redial_policy(quiet: ServerThread, pages: Pages) -> None:
     page = load(pages, quiet)
     result = page.evaluate(
         """() => {
-            const bounds = [];
-            for (let attempt = 1; attempt <= 12; attempt++) {
-                let high = 0;
-                for (let i = 0; i < 200; i++) {
-                    const d = ol.backoffDelay(attempt, 0.5, 10);
-                    if (d < 0) return "negative";
+            const ranges = [];
+            for (let attempt = 1; attempt <= 6; attempt++) {
+                let low = Infinity, high = 0;
+                for (let i = 0; i < 300; i++) {
+                    const d = ol.redialDelay(attempt);
+                    low = Math.min(low, d);
                     high = Math.max(high, d);
                 }
-                bounds.push(high);
+                ranges.push([low, high]);
             }
+            const edges = [1, 2, 3].map((n) => [ol.redialDelay(n, undefined, () => 0),
+                                               ol.redialDelay(n, undefined, () => 1)]);
             const refused = [];
             for (const options of [{heartbeatInterval: 0}, {maxQueue: 1.5}, {backoffCap: 0.1}]) {
                 try { new ol.Client("ws://x/", options); } catch (e) { refused.push(e.name); }
             }
             const client = new ol.Client("/ws");
-            return {bounds, refused, url: client.url, state: client.state};
+            return {ranges, edges, refused, url: client.url, state: client.state};
         }"""
     )
-    bounds = result["bounds"]
-    caps = [min(10, 0.5 * 2**n) for n in range(12)]
-    assert all(high <= cap for high, cap in zip(bounds, caps, strict=True))
-    assert bounds[0] <= 0.5 and bounds[-1] > 5  # full jitter, growing, capped
+    # policy.json: 0.5-1 s first, then uniform(c/2, c) with c = min(3, 2^(n-1)).
+    assert result["edges"] == [[0.5, 1], [1, 2], [1.5, 3]]
+    bounds = [(0.5, 1.0), (1.0, 2.0), (1.5, 3.0), (1.5, 3.0), (1.5, 3.0), (1.5, 3.0)]
+    for (low, high), (lowest, highest) in zip(result["ranges"], bounds, strict=True):
+        assert lowest <= low <= high <= highest
+        assert high - low > (highest - lowest) / 2  # jittered over the range
     assert result["refused"] == ["RangeError"] * 3
     assert result["url"] == f"ws://127.0.0.1:{quiet.port}/ws"
     assert result["state"] == "idle"
+
+
+def test_the_policy_copy_in_openline_js_equals_policy_json(
+    quiet: ServerThread, pages: Pages
+) -> None:
+    page = load(pages, quiet)
+    copy = page.evaluate("JSON.parse(JSON.stringify(ol.POLICY))")
+    table = json.loads(POLICY_JSON.read_text())
+    del table["comment"]
+    assert copy == table
+
+
+def test_an_oversized_publish_is_refused_at_once_and_never_sent(
+    make_server: Callable[..., ServerThread], pages: Pages
+) -> None:
+    server = make_server(ticker=False, max_message_size=1000)
+    page = load(pages, server)
+    result = page.evaluate(
+        """async (url) => {
+            const client = new ol.Client(url, FAST);
+            const failed = [];
+            client.on("publish-failed", ({error, ch}) => failed.push([error.code, ch]));
+            // Queued before any welcome: settled when the first one announces the limit.
+            const early = client.publish("room:big", "x".repeat(2000)).catch((e) => e.code);
+            const small = client.publish("room:big", "small");
+            client.start();
+            const first = await Promise.all([early, small]);
+            const started = performance.now();
+            let code = null;
+            try { await client.publish("room:big", "y".repeat(5000)); } catch (e) { code = e.code; }
+            const ms = performance.now() - started;
+            const after = await client.publish("room:big", "after");
+            const pending = client.pending;
+            client.close();
+            return {early: first[0], small: first[1].offset, code, ms, after: after.offset,
+                    failed, pending, limit: client.limits.message};
+        }""",
+        hub_url(server),
+    )
+    print(f"oversized publish rejected after {result['ms']:.1f} ms")
+    assert result["limit"] == 1000
+    assert result["early"] == "too_large"
+    assert result["code"] == "too_large"
+    assert result["ms"] < 100
+    assert (result["small"], result["after"]) == (1, 2)  # nothing else was stored
+    assert result["failed"] == [["too_large", "room:big"], ["too_large", "room:big"]]
+    assert result["pending"] == 0
+    assert server.history("room:big") == ["small", "after"]
+
+
+def test_a_publish_refused_for_good_settles_and_is_never_sent_again(
+    server: ServerThread, pages: Pages
+) -> None:
+    page = load(pages, server)
+    result = page.evaluate(
+        """async (url) => {
+            const client = window.client = new ol.Client(url, FAST);
+            const failed = [];
+            client.on("publish-failed", ({error, ch, id}) => failed.push([error.code, ch, id]));
+            client.start();
+            let refusal = null;
+            try {
+                await client.publish("ticker", 1, {id: "read-only-1"});
+            } catch (e) {
+                refusal = e;
+            }
+            const pending = client.pending;
+            return {code: refusal.code, id: refusal.id, failed, pending};
+        }""",
+        hub_url(server),
+    )
+    assert result["code"] == "forbidden"
+    assert result["failed"] == [["forbidden", "ticker", "read-only-1"]]
+    assert result["pending"] == 0
+    # A redial sends nothing again: the queue is empty.
+    server.stop()
+    page.wait_for_function("client.state !== 'open'")
+    server.start()
+    page.wait_for_function("client.state === 'open'", timeout=15_000)
+    assert page.evaluate("client.pending") == 0

@@ -486,6 +486,10 @@ function join(name) {
   let resumedCount = 0;
   client.on("statechange", ({ state }) => {
     if (state === "connecting") badge.set(everConnected ? "reconnecting" : "connecting", everConnected ? "reconnecting…" : "connecting…");
+    if (state === "offline") {
+      badge.stopTimers(); // no countdown: nothing is dialled until the network is back
+      badge.set("reconnecting", "offline: waiting for the network…");
+    }
     if (state === "closed") {
       badge.stopTimers();
       badge.set("stopped", "disconnected");

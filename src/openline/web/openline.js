@@ -5,12 +5,25 @@
  * A plain ES module: no build step, no dependencies, types in JSDoc. It behaves
  * like the Python client (`openline.hub.Client`):
  *
- * - **Redials** with capped exponential backoff and full jitter (the n-th delay
- *   is drawn uniformly from [0, min(cap, base * 2^n)]), restarting the backoff
- *   once a connection lasted `resetAfter` seconds. Close codes 1000, 1001, 1005,
- *   1006, 1011, 1012, 1013 and 1014 redial; any other code stops the client (1008
- *   abuse, 1009 too big...). A browser can't see why a handshake failed (a 401
- *   looks like a network error), so failed handshakes redial with backoff too.
+ * - Follows **`POLICY`**, a literal copy of `src/openline/hub/policy.json`,
+ *   the table the Python client reads too.
+ * - **Redials** after 0.5–1 s, then 1–2 s, then 1.5–3 s (jittered, capped),
+ *   restarting the backoff once a connection lasted `resetAfter` seconds. Close
+ *   codes 1000, 1001, 1005, 1006, 1011, 1012, 1013 and 1014 redial; any other
+ *   code stops the client (1008 abuse, 1009 too big...: `stopped`). A browser
+ *   can't see why a handshake failed (a 401 looks like a network error), so
+ *   failed handshakes redial with backoff too.
+ * - **Tells the truth within a second**: on the browser's `offline` event it
+ *   gives the connection up, says `offline` at once and dials nothing until
+ *   `online`, which dials at once with the backoff started over.
+ * - **Paces** every message it sends to the rate the hub announces in its
+ *   welcome (`limits.rate`, `limits.burst`), so flushing a long queue after a
+ *   redial never trips the hub's limits; after a refusal worth a retry
+ *   (`rate_limited`, `unavailable`, `internal`) it waits (`retry_after`, or
+ *   the backoff) and resends the unacknowledged publishes in their order.
+ * - **Settles every publish**: its promise resolves with the ack, or rejects
+ *   (`too_large` before sending, a refusal of the hub, or the error that
+ *   stopped the client); a publish refused for good is never sent again.
  * - **Detects a dead line** with the protocol's own heartbeat: browsers can't
  *   send WebSocket pings, so it sends `{"type":"ping"}` every `heartbeatInterval`
  *   seconds and gives the connection up when nothing at all arrived within
@@ -41,8 +54,9 @@
  * await client.publish("room:1", { text: "hello" });   // resolves with the ack
  * ```
  *
- * Events of a `Client`: `statechange`, `connected`, `disconnected`,
- * `reconnecting`, `resumed`, `gap`, `error`. Events of a `Subscription`:
+ * Events of a `Client` (details in `ClientEvents`): `statechange`,
+ * `connected`, `disconnected`, `reconnecting`, `offline`, `online`, `resumed`,
+ * `gap`, `publish-failed`, `stopped`, `error`. Events of a `Subscription`:
  * `subscribed`, `message`, `gap`, `presence`, `join`, `leave`, `state`.
  * Listen with `on(type, listener)` (the listener gets the event's detail; the
  * call returns a function that removes it) or with `addEventListener`
@@ -60,10 +74,24 @@ export const TOKEN_PREFIX = "openline.token.";
 /** Longest client message id, in characters. */
 export const MAX_ID_LENGTH = 128;
 
-/** Close codes after which redialling is worth it (the same set as the Python client). */
-const RETRY_CLOSE_CODES = new Set([1000, 1001, 1005, 1006, 1011, 1012, 1013, 1014]);
+/**
+ * How this client redials, which refusals it retries and how it paces itself: a
+ * literal copy of `src/openline/hub/policy.json` (without its comment), the table
+ * the Python client reads too. A test loads both and checks they are equal.
+ */
+export const POLICY = deepFreeze({
+  backoff: { first: [0.5, 1.0], base: 1.0, factor: 2.0, cap: 3.0, jitter: 0.5, reset_after: 5.0 },
+  redial_close_codes: [1000, 1001, 1005, 1006, 1011, 1012, 1013, 1014],
+  redial_statuses: [408, 425, 429, 500, 502, 503, 504],
+  retry_errors: ["rate_limited", "unavailable", "internal"],
+  pacing: { rate_share: 0.9, burst_share: 0.5 },
+  heartbeat: { interval: 10.0, timeout: 10.0 },
+});
+
+/** Close codes after which redialling is worth it; any other one stops the client. */
+const RETRY_CLOSE_CODES = new Set(POLICY.redial_close_codes);
 /** Error codes after which a request is worth sending again: the hub didn't process it. */
-const RETRY_CODES = new Set(["rate_limited", "unavailable", "internal"]);
+const RETRY_CODES = new Set(POLICY.retry_errors);
 /** Message types that belong to a subscription. */
 const CHANNEL_TYPES = new Set(["message", "gap", "subscribed", "presence", "join", "leave", "state"]);
 /**
@@ -88,8 +116,10 @@ const PING = '{"type":"ping"}';
  *   Sent as the subprotocol offer `openline.token.<token>`; a function is called
  *   before every dial (to refresh a token). Must be made of HTTP token characters
  *   (use base64url). `null` sends none.
- * @property {number} [backoffBase] Upper bound of the first redial delay, in seconds (1).
- * @property {number} [backoffCap] Upper bound of every redial delay, in seconds (60).
+ * @property {number} [backoffBase] Replaces `POLICY.backoff.base` (1 s): the
+ *   first redial waits 0.5–1 × `backoffBase`, later ones grow from it by `factor`.
+ * @property {number} [backoffCap] Replaces `POLICY.backoff.cap` (3 s): no redial
+ *   waits longer (unless `backoff` says otherwise).
  * @property {(attempt: number) => number} [backoff] Replaces the default backoff:
  *   the delay in seconds before redial number `attempt` (from 1, since the backoff
  *   last started over). Return `null` or a negative number to stop redialling.
@@ -111,9 +141,11 @@ const PING = '{"type":"ping"}';
  */
 
 /**
- * @typedef {"idle" | "connecting" | "open" | "reconnecting" | "closed"} ClientState
+ * @typedef {"idle" | "connecting" | "open" | "reconnecting" | "offline" | "closed"} ClientState
  * `idle` before `start()`; `connecting` while dialling; `open` once welcomed;
- * `reconnecting` while waiting to redial; `closed` after `close()` or a stop.
+ * `reconnecting` while waiting to redial; `offline` while the browser says it
+ * has no network (no dial happens until it is back); `closed` after `close()`
+ * or a stop.
  */
 
 /**
@@ -169,7 +201,11 @@ const PING = '{"type":"ping"}';
  */
 
 /**
- * @typedef {{ch: string, id: string, rid: string, text: string,
+ * A publish waiting for its ack. `sent`: written on the current connection;
+ * `held`: sent after a publish the hub refused with a code worth a retry, so
+ * the hub refuses it too (expected, not acted upon).
+ * @typedef {{ch: string, id: string, rid: string, text: string, size: number,
+ *   sent: boolean, held: boolean,
  *   resolve: (ack: Ack) => void, reject: (error: Error) => void}} Outgoing
  */
 
@@ -231,14 +267,39 @@ function encode(fields) {
 }
 
 /**
- * Full-jitter exponential backoff: a delay in seconds for the given attempt (from 1).
+ * The delay in seconds before redial number `attempt` (from 1, counted since the
+ * last healthy connection), as `policy.json` says: the first is drawn from
+ * `first` (0.5–1 s); the n-th from `[c × (1 − jitter), c]` with
+ * `c = min(cap, base × factor^(n−1))` (1–2 s, then 1.5–3 s). Jittered, so that a
+ * crowd of pages cut at once doesn't redial at once; short, so that a page is
+ * back soon after its server.
  * @param {number} attempt
- * @param {number} base
- * @param {number} cap
+ * @param {{first: readonly number[], base: number, factor: number, cap: number, jitter: number}} [backoff]
+ * @param {() => number} [random] A source of numbers in [0, 1).
  */
-export function backoffDelay(attempt, base = 1, cap = 60) {
-  const bound = Math.min(cap, base * 2 ** Math.min(attempt - 1, 1000));
-  return Math.random() * bound;
+export function redialDelay(attempt, backoff = POLICY.backoff, random = Math.random) {
+  const [low, high] = backoff.first;
+  if (attempt <= 1) return low + random() * (high - low);
+  const ceiling = Math.min(backoff.cap, backoff.base * backoff.factor ** Math.min(attempt - 1, 1000));
+  return ceiling * (1 - backoff.jitter) + random() * ceiling * backoff.jitter;
+}
+
+/**
+ * @template T
+ * @param {T} value
+ * @returns {T}
+ */
+function deepFreeze(value) {
+  if (value !== null && typeof value === "object") {
+    for (const item of Object.values(value)) deepFreeze(item);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** @param {string} text */
+function utf8Length(text) {
+  return new TextEncoder().encode(text).length;
 }
 
 /**
@@ -576,6 +637,21 @@ export class Subscription extends Emitter {
  * @property {{ch: string, recovered: number, gap: boolean}} resumed A
  *   subscription was renewed after a redial; `recovered` messages were replayed.
  * @property {Gap} gap
+ * @property {{pending: number}} offline The browser lost its network (the
+ *   `offline` event, or `navigator.onLine` false at `start()`): reported at once;
+ *   the connection is given up and nothing is dialled until `online`. `pending`
+ *   publishes wait in the queue.
+ * @property {{pending: number}} online The network is back: the client dials at
+ *   once, its backoff started over.
+ * @property {{error: HubError, ch: string, id: string}} publish-failed A publish
+ *   was refused for good (its promise rejects with the same error): `too_large`
+ *   before it was sent, or an `error` of the hub that isn't worth a retry
+ *   (`forbidden`, `bad_request`...). Never sent again.
+ * @property {{code: number | null, reason: string, error: Error}} stopped The
+ *   client stopped for good: a close code that forbids redialling (`code`: 1008
+ *   abuse, 1009 too big...), `maxAttempts` or the backoff ran out (`code`: the
+ *   last close code), or a bad URL (`code` null). An `error` event with
+ *   `fatal: true` comes first, as in earlier versions.
  * @property {{error: Error, fatal: boolean}} error Something went wrong;
  *   `fatal` when the client stopped for good.
  */
@@ -594,14 +670,16 @@ export class Client extends Emitter {
     super();
     this.url = resolveUrl(url);
     this._token = options.token ?? null;
-    const base = options.backoffBase ?? 1;
-    const cap = options.backoffCap ?? 60;
-    if (!(base >= 0) || !(cap >= base)) throw new RangeError("need 0 <= backoffBase <= backoffCap");
-    this._backoff = options.backoff ?? ((attempt) => backoffDelay(attempt, base, cap));
+    const base = options.backoffBase ?? POLICY.backoff.base;
+    const cap = options.backoffCap ?? POLICY.backoff.cap;
+    if (!(base > 0) || !(cap >= base)) throw new RangeError(`need 0 < backoffBase <= backoffCap, got ${base} and ${cap}`);
+    const scale = base / POLICY.backoff.base;
+    const policy = { ...POLICY.backoff, base, cap, first: POLICY.backoff.first.map((bound) => bound * scale) };
+    this._backoff = options.backoff ?? ((attempt) => redialDelay(attempt, policy));
     this._maxAttempts = checkCount("maxAttempts", options.maxAttempts ?? null);
-    this._resetAfter = checkSeconds("resetAfter", options.resetAfter === undefined ? 5 : options.resetAfter);
-    this._interval = checkSeconds("heartbeatInterval", options.heartbeatInterval === undefined ? 10 : options.heartbeatInterval);
-    this._timeout = checkSeconds("heartbeatTimeout", options.heartbeatTimeout === undefined ? 10 : options.heartbeatTimeout);
+    this._resetAfter = checkSeconds("resetAfter", options.resetAfter === undefined ? POLICY.backoff.reset_after : options.resetAfter);
+    this._interval = checkSeconds("heartbeatInterval", options.heartbeatInterval === undefined ? POLICY.heartbeat.interval : options.heartbeatInterval);
+    this._timeout = checkSeconds("heartbeatTimeout", options.heartbeatTimeout === undefined ? POLICY.heartbeat.timeout : options.heartbeatTimeout);
     this._maxQueue = checkCount("maxQueue", options.maxQueue === undefined ? 1000 : options.maxQueue);
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this._watchPage = options.watchPage ?? typeof document !== "undefined";
@@ -638,11 +716,16 @@ export class Client extends Emitter {
     this._failures = 0;
     /** @type {number | null} */
     this._openedAt = null;
+    /** The hub's limits from the last welcome (`message`, `rate`, `burst`...). @type {Record<string, number>} */
+    this.limits = {};
+    /** Spends a token of the hub's announced rate on every message sent. */
+    this._pacer = new Pacer((text, entry) => this._write(text, entry));
+    /** Publishes are held back after a refusal worth a retry, until `_retryTimer` fires. */
     this._stalled = false;
-    /** @type {number | null} */
-    this._retryAttempt = null;
-    /** While stalled after a refusal: the one publish sent again and awaited. @type {string | null} */
-    this._trickleRid = null;
+    /** Retries drawn from the backoff since the last ack (for `unavailable` and `internal`). */
+    this._retryAttempt = 0;
+    /** Whether the browser says it has no network. */
+    this._offline = false;
     /** @type {ReturnType<typeof setTimeout> | null} */
     this._retryTimer = null;
     /** @type {ReturnType<typeof setTimeout> | null} */
@@ -685,7 +768,13 @@ export class Client extends Emitter {
   /** Start connecting; the client redials by itself from then on. */
   start() {
     if (this.state !== "idle") throw new Error("the client is already started");
-    if (this._watchPage) this._watch(true);
+    if (this._watchPage) {
+      this._watch(true);
+      if (!isOnline()) {
+        this._goOffline();
+        return;
+      }
+    }
     this._dial();
   }
 
@@ -712,6 +801,10 @@ export class Client extends Emitter {
    * call this.
    */
   check() {
+    if (this._offline) {
+      if (isOnline()) this._goOnline(); // the online event was missed (a frozen page)
+      return;
+    }
     if (this.state === "reconnecting" && this._redialTimer !== null) {
       clearTimeout(this._redialTimer);
       this._redialTimer = null;
@@ -761,7 +854,13 @@ export class Client extends Emitter {
    *
    * While offline the publish waits in the queue and goes out, in order, once a
    * connection opens; it is sent again after each redial until acked, and the
-   * hub stores it once (same id).
+   * hub stores it once (same id). Every publish settles: it resolves with the
+   * ack, or rejects with a {@link HubError} — `too_large` at once when the
+   * request (UTF-8 bytes of its JSON) exceeds the hub's announced
+   * `limits.message` (if no connection announced it yet, when one does), or the
+   * hub's code when it refuses the publish for good — or with the error that
+   * stopped the client. Refusals worth a retry (`rate_limited`, `unavailable`,
+   * `internal`) are retried in order, never reported.
    * @param {string} ch
    * @param {any} data Any JSON value.
    * @param {{id?: string}} [options] `id`: the client message id; unique by default.
@@ -776,13 +875,21 @@ export class Client extends Emitter {
     const rid = this._nextRid("p");
     const msgId = id ?? this._idPrefix + rid;
     const text = encode({ type: "publish", ch, data, id: msgId, rid });
+    const size = utf8Length(text);
+    const error = this._oversize(ch, msgId, size);
+    if (error !== null) {
+      this._report("publish-failed", { error, ch, id: msgId });
+      throw error;
+    }
     while (this._maxQueue !== null && this._outbox.size >= this._maxQueue) {
       await new Promise((resolve) => this._room.push(() => resolve(undefined)));
       this._checkUsable();
     }
     return new Promise((resolve, reject) => {
-      this._outbox.set(rid, { ch, id: msgId, rid, text, resolve, reject });
-      if (this._ws !== null && !this._stalled) this._send(text);
+      /** @type {Outgoing} */
+      const entry = { ch, id: msgId, rid, text, size, sent: false, held: false, resolve, reject };
+      this._outbox.set(rid, entry);
+      if (this._ws !== null && !this._stalled) this._send(text, entry);
     });
   }
 
@@ -820,6 +927,10 @@ export class Client extends Emitter {
     this._redialTimer = null;
     this.nextAttemptAt = null;
     if (this._closing || this._fatal) return;
+    if (this._offline) {
+      this._setState("offline");
+      return;
+    }
     this._attempts += 1;
     this._setState("connecting");
     let token = this._token;
@@ -885,15 +996,21 @@ export class Client extends Emitter {
     if (this._resetAfter === null) this._attempts = this._failures = 0;
     this.clientId = String(welcome.client ?? "");
     this.user = String(welcome.user ?? "");
+    this.limits = parseLimits(welcome.limits);
+    this._pacer.reset(this.limits);
     this._stalled = false;
-    this._trickleRid = null;
+    this._retryAttempt = 0;
     const attempt = this._attempts;
     this._setState("open");
+    this._settleOversize();
     for (const sub of this._subs.values()) this._sendSubscribe(sub);
     for (const [rid, query] of this._queries) this._send(encode({ type: "presence", ch: query.ch, rid }));
-    for (const entry of this._outbox.values()) this._send(entry.text);
+    for (const entry of this._outbox.values()) {
+      entry.sent = entry.held = false;
+      this._send(entry.text, entry);
+    }
     this.stats.connects += 1;
-    this._report("connected", { client: this.clientId, user: this.user, attempt, limits: welcome.limits ?? {} });
+    this._report("connected", { client: this.clientId, user: this.user, attempt, limits: this.limits });
     this._pingAt = this._deadline = null;
     this._nextPing = now() + (this._interval ?? 0) * 1000;
     this._scheduleBeat();
@@ -922,11 +1039,7 @@ export class Client extends Emitter {
    */
   _giveUp(socket, reason) {
     if (socket !== this._socket) return;
-    try {
-      socket.close(4000, reason.slice(0, 100)); // if the bytes still get through, the hub learns why
-    } catch {
-      // the browser refuses codes in some states: the socket goes away all the same
-    }
+    closeQuietly(socket, 4000, reason); // if the bytes still get through, the hub learns why
     if (reason === "heartbeat timeout") this.stats.deadLines += 1;
     this._onSocketClose(socket, 1006, reason);
   }
@@ -947,6 +1060,8 @@ export class Client extends Emitter {
       if (timer !== null) clearTimeout(timer);
     }
     this._openTimer = this._beatTimer = this._retryTimer = this._redialTimer = null;
+    this._pacer.clear();
+    this._stalled = false;
     this._pingAt = this._deadline = null;
     for (const sub of this._subs.values()) sub.rid = null;
   }
@@ -968,6 +1083,10 @@ export class Client extends Emitter {
     }
     if (this._maxAttempts !== null && this._attempts >= this._maxAttempts) {
       this._stop(new HubError("closed", `gave up after ${this._attempts} attempts (last: ${code} ${reason})`, { closeCode: code }));
+      return;
+    }
+    if (this._offline) {
+      this._setState("offline"); // `online` dials
       return;
     }
     this._failures += 1;
@@ -1026,7 +1145,7 @@ export class Client extends Emitter {
     this._pingAt = t;
     this._deadline = timeout === null ? null : t + timeout * 1000;
     this._nextPing = t + (this._interval ?? 0) * 1000;
-    this._send(PING);
+    this._send(PING, null, true);
   }
 
   /** The deadline of a probe, in seconds: short, to notice a dead line soon. */
@@ -1040,7 +1159,7 @@ export class Client extends Emitter {
   _watch(on) {
     if (typeof window === "undefined") return;
     const method = on ? "addEventListener" : "removeEventListener";
-    for (const type of ["online", "pageshow"]) window[method](type, this._onPage);
+    for (const type of ["online", "offline", "pageshow"]) window[method](type, this._onPage);
     if (typeof document !== "undefined") {
       for (const type of ["visibilitychange", "resume"]) document[method](type, this._onPage);
     }
@@ -1049,8 +1168,43 @@ export class Client extends Emitter {
   /** @param {Event} event */
   _onPage(event) {
     if (this._closing || this.state === "closed") return;
-    if (event.type === "visibilitychange" && document.visibilityState !== "visible") return;
-    this.check();
+    if (event.type === "offline") {
+      this._goOffline();
+    } else if (event.type === "online") {
+      this._goOnline();
+    } else if (event.type !== "visibilitychange" || document.visibilityState === "visible") {
+      this.check();
+    }
+  }
+
+  /**
+   * The browser has no network: say so now rather than when the heartbeat
+   * notices (up to 20 s), give the connection up (nothing can cross it; what
+   * was in flight is sent again after the redial, stored once), and dial
+   * nothing until the network is back.
+   */
+  _goOffline() {
+    if (this._offline || this._fatal || this._closing) return;
+    this._offline = true;
+    const socket = this._socket;
+    const welcomed = this._ws !== null;
+    this._forget();
+    this._openedAt = null;
+    this.nextAttemptAt = null;
+    if (socket !== null) closeQuietly(socket, 4001, "offline");
+    if (welcomed) this._report("disconnected", { code: 1006, reason: "offline" });
+    this._setState("offline");
+    this._report("offline", { pending: this.pending });
+  }
+
+  /** The network is back: dial at once, the backoff started over. */
+  _goOnline() {
+    if (!this._offline || this._fatal || this._closing) return;
+    this._offline = false;
+    this._attempts = this._failures = 0;
+    this._report("online", { pending: this.pending });
+    if (this._socket === null) this._dial();
+    else this.check(); // a line that outlived the cut may be dead: probe it now
   }
 
   // --- private: sending --------------------------------------------------------------
@@ -1061,12 +1215,28 @@ export class Client extends Emitter {
     return `${kind}${this._seq}`;
   }
 
-  /** @param {string} text */
-  _send(text) {
+  /**
+   * Send on the open connection, paced by the hub's announced rate.
+   * @param {string} text
+   * @param {Outgoing | null} [entry] The publish it is, if one.
+   * @param {boolean} [urgent] Ahead of every message waiting for a token (pings).
+   */
+  _send(text, entry = null, urgent = false) {
+    if (this._ws === null) return;
+    this._pacer.send(text, entry, urgent);
+  }
+
+  /**
+   * Write to the socket now (the pacer's output).
+   * @param {string} text
+   * @param {Outgoing | null} entry
+   */
+  _write(text, entry) {
     const ws = this._ws;
     if (ws === null) return;
     try {
       ws.send(text);
+      if (entry !== null) entry.sent = true;
     } catch {
       // closing under us: the close event follows, and the request goes out after the redial
     }
@@ -1078,56 +1248,116 @@ export class Client extends Emitter {
   }
 
   /**
-   * Send unacked publishes (and unconfirmed subscribes) again after a delay: a
-   * refusal such as `rate_limited` means the hub didn't process the request.
+   * A publish was refused with a code worth a retry: the hub didn't store it,
+   * and (from this version of the protocol on) refuses every later publish on
+   * this connection until this one comes again. Hold every publish back, wait,
+   * then send every unacknowledged one again, in order, this one first.
+   * @param {Outgoing} entry
+   * @param {string} code
+   * @param {unknown} retryAfter
    */
-  _retryLater() {
-    this._stalled = true;
-    if (this._retryTimer !== null) return;
-    this._retryAttempt = (this._retryAttempt ?? 0) + 1;
-    const delay = Math.max(0, this._backoff(this._retryAttempt) ?? 1);
-    this._retryTimer = setTimeout(() => this._resend(), delay * 1000);
-  }
-
-  _resend() {
-    this._retryTimer = null;
-    for (const sub of this._subs.values()) {
-      if (sub.rid !== null && !sub.confirmed) this._sendSubscribe(sub);
-    }
-    for (const [rid, query] of this._queries) this._send(encode({ type: "presence", ch: query.ch, rid }));
-    // Then one publish at a time, paced, until the queue is empty: sending every
-    // refused publish at once would be refused again, and refusals count as
-    // abuse (20 in 10 s close the connection with 1008).
-    const next = this._outbox.values().next();
-    if (next.done) {
-      this._unstall();
+  _refused(entry, code, retryAfter) {
+    if (entry.held) {
+      entry.held = false; // sent before we knew: the hub held it, as expected
       return;
     }
-    this._trickleRid = next.value.rid;
-    this.stats.republished += 1;
-    this._send(next.value.text);
+    if (this._stalled) return; // already waiting to send everything again
+    let later = false;
+    for (const other of this._outbox.values()) {
+      if (other === entry) later = true;
+      else if (later && other.sent) other.held = true; // its refusal is on its way
+    }
+    this._holdPublishes(this._retryDelay(code, retryAfter));
   }
 
   /**
-   * The publish sent alone while stalled got its answer: send the next one
-   * after a backoff delay, or leave the slow mode when none is left.
-   * @param {string} rid
+   * Stop sending publishes for `delay` seconds, then send the unacknowledged
+   * ones again in order (and with `everything`, unconfirmed subscribes and
+   * presence queries too: an older hub's refusals don't say which request).
+   * @param {number} delay
+   * @param {boolean} [everything]
    */
-  _trickled(rid) {
-    if (!this._stalled || this._retryTimer !== null || rid !== this._trickleRid) return;
-    this._trickleRid = null;
-    if (this._outbox.size === 0) {
-      this._unstall();
-      return;
-    }
-    const delay = Math.max(0, this._backoff(this._retryAttempt ?? 1) ?? 1);
-    this._retryTimer = setTimeout(() => this._resend(), delay * 1000);
+  _holdPublishes(delay, everything = false) {
+    this._stalled = true;
+    for (const entry of this._pacer.dropPublishes()) entry.sent = false;
+    if (this._retryTimer !== null) clearTimeout(this._retryTimer);
+    this._retryTimer = setTimeout(() => this._resend(everything), delay * 1000);
   }
 
-  _unstall() {
+  /** @param {boolean} everything */
+  _resend(everything) {
+    this._retryTimer = null;
     this._stalled = false;
-    this._trickleRid = null;
-    this._retryAttempt = null;
+    if (everything) {
+      for (const sub of this._subs.values()) {
+        if (sub.rid !== null && !sub.confirmed) this._sendSubscribe(sub);
+      }
+      for (const [rid, query] of this._queries) this._send(encode({ type: "presence", ch: query.ch, rid }));
+    }
+    for (const entry of this._outbox.values()) {
+      this.stats.republished += 1;
+      this._send(entry.text, entry);
+    }
+  }
+
+  /**
+   * Seconds to wait before a retry: the hub's `retry_after` for `rate_limited`,
+   * else the next delay of the backoff.
+   * @param {string} code
+   * @param {unknown} retryAfter
+   */
+  _retryDelay(code, retryAfter) {
+    if (code === "rate_limited" && typeof retryAfter === "number" && retryAfter >= 0 && Number.isFinite(retryAfter)) {
+      return retryAfter;
+    }
+    this._retryAttempt += 1;
+    const delay = this._backoff(this._retryAttempt);
+    return delay === null || !(delay >= 0) ? POLICY.backoff.cap : delay;
+  }
+
+  /**
+   * Send a subscribe or presence query again after a refusal worth a retry,
+   * unless a redial sent it again meanwhile.
+   * @param {number} delay
+   * @param {() => void} resend
+   */
+  _retryRequest(delay, resend) {
+    const socket = this._ws;
+    setTimeout(() => {
+      if (this._ws === socket && socket !== null) resend();
+    }, delay * 1000);
+  }
+
+  /**
+   * The error the publish gets if it exceeds the hub's message limit, or `null`.
+   * @param {string} ch
+   * @param {string} id
+   * @param {number} size
+   */
+  _oversize(ch, id, size) {
+    const limit = this.limits.message;
+    if (limit === undefined || size <= limit) return null;
+    return new HubError("too_large", `publish of ${size} bytes exceeds the hub's message limit of ${limit} bytes`, { ch, id });
+  }
+
+  /** Reject the queued publishes a new connection's limit is too small for. */
+  _settleOversize() {
+    for (const entry of [...this._outbox.values()]) {
+      const error = this._oversize(entry.ch, entry.id, entry.size);
+      if (error !== null) this._settle(entry, error);
+    }
+  }
+
+  /**
+   * A publish failed for good: it leaves the queue and its promise rejects.
+   * @param {Outgoing} entry
+   * @param {HubError} error
+   */
+  _settle(entry, error) {
+    this._outbox.delete(entry.rid);
+    this._makeRoom();
+    entry.reject(error);
+    this._report("publish-failed", { error, ch: entry.ch, id: entry.id });
   }
 
   // --- private: receiving ------------------------------------------------------------
@@ -1172,9 +1402,8 @@ export class Client extends Emitter {
     const entry = this._outbox.get(rid);
     if (!entry) return; // a second ack after a retry
     this._outbox.delete(rid);
-    if (!this._stalled) this._retryAttempt = null;
+    if (!this._stalled) this._retryAttempt = 0;
     this._makeRoom();
-    this._trickled(rid);
     entry.resolve({
       ch: entry.ch,
       epoch: String(message.epoch),
@@ -1189,30 +1418,36 @@ export class Client extends Emitter {
     const code = String(message.code);
     const rid = message.rid === undefined ? undefined : String(message.rid);
     const error = new HubError(code, String(message.reason ?? ""), { rid, ch: message.ch, id: message.id });
-    if (RETRY_CODES.has(code) && (rid === undefined || this._outbox.has(rid) || this._queries.has(rid))) {
-      // rate_limited comes without a request id: we can't tell which one it refused.
-      this._retryLater();
+    const retry = RETRY_CODES.has(code);
+    if (rid === undefined) {
+      // An older hub refuses rate_limited without saying which request: hold and resend everything.
+      if (retry && !this._stalled) this._holdPublishes(this._retryDelay(code, message.retry_after), true);
+      else if (!retry) this._report("error", { error, fatal: false });
       return;
     }
-    const entry = rid === undefined ? undefined : this._outbox.get(rid);
+    const entry = this._outbox.get(rid);
     if (entry) {
-      this._outbox.delete(/** @type {string} */ (rid));
-      this._makeRoom();
-      entry.reject(error);
-      this._trickled(/** @type {string} */ (rid));
+      if (retry) this._refused(entry, code, message.retry_after);
+      else this._settle(entry, error);
       return;
     }
-    const query = rid === undefined ? undefined : this._queries.get(rid);
+    const query = this._queries.get(rid);
     if (query) {
-      this._queries.delete(/** @type {string} */ (rid));
-      query.reject(error);
+      if (retry) {
+        this._retryRequest(this._retryDelay(code, message.retry_after), () => this._send(encode({ type: "presence", ch: query.ch, rid })));
+      } else {
+        this._queries.delete(rid);
+        query.reject(error);
+      }
       return;
     }
-    const sub = rid === undefined ? undefined : [...this._subs.values()].find((s) => s.rid === rid);
+    const sub = [...this._subs.values()].find((s) => s.rid === rid);
     if (!sub) {
-      this._report("error", { error, fatal: false });
-    } else if (RETRY_CODES.has(code)) {
-      this._retryLater();
+      if (!retry && !rid.startsWith("p")) this._report("error", { error, fatal: false }); // else: a publish settled already
+    } else if (retry) {
+      this._retryRequest(this._retryDelay(code, message.retry_after), () => {
+        if (sub.rid === rid && this._subs.get(sub.ch) === sub) this._sendSubscribe(sub);
+      });
     } else if (code !== "already_subscribed") {
       this._subs.delete(sub.ch);
       this._report("error", { error, fatal: false });
@@ -1268,6 +1503,8 @@ export class Client extends Emitter {
     this._forget();
     this._watch(false);
     this._report("error", { error, fatal: true });
+    const hubError = error instanceof HubError ? error : null;
+    this._report("stopped", { code: hubError?.closeCode ?? null, reason: hubError?.reason ?? error.message, error });
     this._endAll(error);
     this._setState("closed");
   }
@@ -1284,7 +1521,148 @@ export class Client extends Emitter {
   }
 }
 
+// --- pacing --------------------------------------------------------------------------
+
+/**
+ * A token bucket in front of the socket, so that the client never sends faster
+ * than the hub accepts: refilled at `rate × rate_share` tokens per second,
+ * holding at most `max(1, floor(burst × burst_share))`, full at each new
+ * connection. Every message spends one token and waits for it in order. Without
+ * an announced `rate`, messages go out at once.
+ *
+ * Timers in a background tab fire late (once a second, or once a minute): the
+ * bucket then sends at most its capacity per wake-up, slower, never faster.
+ */
+export class Pacer {
+  /** @param {(text: string, entry: Outgoing | null) => void} write */
+  constructor(write) {
+    this._write = write;
+    /** Tokens per second, or `null`: no pacing. @type {number | null} */
+    this.rate = null;
+    /** Most tokens the bucket holds. */
+    this.capacity = 1;
+    this._tokens = 0;
+    this._at = 0;
+    /** @type {Array<{text: string, entry: Outgoing | null}>} */
+    this._queue = [];
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this._timer = null;
+  }
+
+  /**
+   * Start over for a new connection with its limits: a full bucket, nothing waiting.
+   * @param {Record<string, number>} limits The welcome's `limits` (`rate`, `burst`).
+   */
+  reset(limits) {
+    this.clear();
+    const { rate, burst } = limits;
+    this.rate = rate !== undefined && rate > 0 ? rate * POLICY.pacing.rate_share : null;
+    this.capacity = Math.max(1, Math.floor((burst ?? 1) * POLICY.pacing.burst_share));
+    this._tokens = this.capacity;
+    this._at = now();
+  }
+
+  /** Forget what waits (the connection is gone). */
+  clear() {
+    this._queue = [];
+    if (this._timer !== null) clearTimeout(this._timer);
+    this._timer = null;
+  }
+
+  /** Messages waiting for a token. */
+  get waiting() {
+    return this._queue.length;
+  }
+
+  /**
+   * Send `text` when a token is free.
+   * @param {string} text
+   * @param {Outgoing | null} entry The publish it is, if one.
+   * @param {boolean} urgent Ahead of everything waiting (a heartbeat ping).
+   */
+  send(text, entry, urgent) {
+    if (this.rate === null) {
+      this._write(text, entry);
+      return;
+    }
+    if (urgent) this._queue.unshift({ text, entry });
+    else this._queue.push({ text, entry });
+    this._pump();
+  }
+
+  /**
+   * Take the publishes that wait for a token out of the line; return them.
+   * @returns {Outgoing[]}
+   */
+  dropPublishes() {
+    /** @type {Outgoing[]} */
+    const dropped = [];
+    this._queue = this._queue.filter((item) => {
+      if (item.entry === null) return true;
+      dropped.push(item.entry);
+      return false;
+    });
+    return dropped;
+  }
+
+  _pump() {
+    const rate = this.rate;
+    if (rate === null) return;
+    const t = now();
+    this._tokens = Math.min(this.capacity, this._tokens + ((t - this._at) / 1000) * rate);
+    this._at = t;
+    while (this._queue.length > 0 && this._tokens >= 1) {
+      this._tokens -= 1;
+      const item = /** @type {{text: string, entry: Outgoing | null}} */ (this._queue.shift());
+      this._write(item.text, item.entry);
+    }
+    if (this._queue.length > 0 && this._timer === null) {
+      const wait = ((1 - this._tokens) / rate) * 1000;
+      this._timer = setTimeout(() => {
+        this._timer = null;
+        this._pump();
+      }, Math.max(1, wait));
+    }
+  }
+}
+
 // --- module helpers ------------------------------------------------------------------
+
+/**
+ * The numeric limits of a welcome; anything else in it is ignored.
+ * @param {unknown} raw
+ * @returns {Record<string, number>}
+ */
+function parseLimits(raw) {
+  /** @type {Record<string, number>} */
+  const limits = {};
+  if (raw === null || typeof raw !== "object") return limits;
+  for (const [key, value] of Object.entries(raw)) {
+    if (typeof value === "number" && Number.isFinite(value) && value >= 0) limits[key] = value;
+  }
+  return limits;
+}
+
+/** Whether the browser thinks it has a network (true outside browsers). */
+function isOnline() {
+  return typeof navigator === "undefined" || navigator.onLine !== false;
+}
+
+/**
+ * Close a socket without waiting for, or hearing of, its close event.
+ * @param {WebSocket} socket
+ * @param {number} code
+ * @param {string} reason
+ */
+function closeQuietly(socket, code, reason) {
+  socket.onmessage = null;
+  socket.onclose = null;
+  try {
+    socket.close(code, reason.slice(0, 100));
+  } catch {
+    // the browser refuses codes in some states: the socket goes away all the same
+  }
+}
 
 /**
  * Build a presence snapshot from a `presence` message.
