@@ -12,6 +12,7 @@ generous, because this machine's two cores are shared.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -185,14 +186,151 @@ def test_a_steady_50_per_second_over_a_full_list_keeps_the_page_responsive(
     assert shown.count() <= 500
 
 
-def _async(func: Callable[[], Any]) -> Callable[[], Any]:
-    """Wrap a plain function as a coroutine function, for ServerThread.call."""
+def resource_count(page: Any, path: str) -> int:
+    """How many requests for ``path`` the page made since it loaded (Resource Timing)."""
+    count: int = page.evaluate(
+        "path => performance.getEntriesByType('resource')"
+        ".filter(e => new URL(e.name).pathname === path).length",
+        path,
+    )
+    return count
 
-    async def run() -> Any:
-        await asyncio.sleep(0)
-        return func()
 
-    return run
+def test_a_fatal_stop_clears_presence_disables_input_and_offers_a_reload(
+    make_server: Callable[..., ServerThread], pages: Pages
+) -> None:
+    # Messages over 4 x 200 bytes close the connection with 1009, which forbids redialling.
+    server = make_server(ticker_interval=(0.2, 0.4), max_message_size=200)
+    ada = pages.join(server.url, "Ada")
+    grace = pages.join(server.url, "Grace")
+    expect(ada.locator("#online-count")).to_have_text("2 online")
+    expect(ada.locator("#lane-push")).to_have_attribute("data-updates", re.compile(r"^[1-9]"))
+
+    ada.fill("#text", "€" * 300)  # 900 bytes in UTF-8, within the field's 500 characters
+    ada.press("#text", "Enter")
+    expect(ada.locator("#badge")).to_have_attribute("data-state", "stopped")
+    expect(ada.locator("#stopped")).to_be_visible()
+    expect(ada.locator("#stopped .stopped-why")).to_contain_text("too big (1009)")
+    expect(ada.locator("#reload")).to_be_visible()
+    expect(ada.locator("#text")).to_be_disabled()
+    expect(ada.locator("#composer button")).to_be_disabled()
+    expect(ada.locator("#members li")).to_have_count(0)
+    expect(ada.locator("#online-count")).to_have_text("not connected")
+    expect(ada.locator("#typing .typing-inner")).to_be_hidden()
+    expect(ada.locator("#ticker")).to_have_class(re.compile(r"\bfrozen\b"))
+    expect(ada.locator("#lane-fast .lane-age")).to_have_text("stopped")
+    # Frozen means frozen: nothing polls any more.
+    polls = resource_count(ada, "/api/ticker")
+    ada.wait_for_timeout(1000)
+    assert resource_count(ada, "/api/ticker") == polls
+    pages.screenshot(ada, "stopped")
+    # The others carry on: Ada left their room.
+    expect(grace.locator("#online-count")).to_have_text("1 online")
+
+    # Reload is the way back: the same person, connected again.
+    ada.click("#reload")
+    expect(ada.locator("#badge")).to_have_attribute("data-state", "live")
+    expect(ada.locator("#stopped")).to_be_hidden()
+    expect(ada.locator("#online-count")).to_have_text("2 online")
 
 
-__all__ = ["MemoryEngine"]
+def test_without_a_ticker_its_panels_are_gone_and_nothing_polls(
+    make_server: Callable[..., ServerThread], pages: Pages
+) -> None:
+    server = make_server(ticker=False)
+    page = pages.join(server.url, "Ada")
+    expect(page.locator("#ticker")).to_be_hidden()
+    expect(page.locator("#race")).to_be_hidden()
+    page.fill("#text", "no ticker here")
+    page.press("#text", "Enter")
+    expect(page.locator("#messages .msg:not(.pending) .msg-text")).to_have_text(["no ticker here"])
+    page.wait_for_timeout(1500)  # the 200 ms poller would have asked seven times
+    polls = resource_count(page, "/api/ticker")
+    print(f"\nwithout a ticker: {polls} requests to /api/ticker, console errors: {pages.errors}")
+    assert polls <= 1
+    assert pages.errors == []
+
+
+def test_offline_pauses_the_pollers_and_shows_the_queue_at_once(
+    server: ServerThread, pages: Pages
+) -> None:
+    page = pages.join(server.url + "?heartbeat=1", "Ada")
+    expect(page.locator("#lane-fast")).to_have_attribute("data-requests", re.compile(r"^[3-9]|\d\d"))
+
+    page.context.set_offline(True)
+    expect(page.locator("#badge")).to_have_attribute("data-state", "offline")
+    page.fill("#text", "written offline")
+    page.press("#text", "Enter")
+    expect(page.locator("#badge")).to_have_text("offline · 1 queued")
+    expect(page.locator("#queue")).to_have_text("1 message waits for the connection")
+    page.wait_for_timeout(300)  # a poll in flight when the network went away ends
+    polls, errors = resource_count(page, "/api/ticker"), len(pages.errors)
+    page.wait_for_timeout(2000)  # the 200 ms poller would have asked ten times
+    new_polls = resource_count(page, "/api/ticker") - polls
+    flood = [e for e in pages.errors[errors:] if "WebSocket" not in e]
+    print(f"\noffline for 2 s: {new_polls} polls, console errors besides WebSocket: {flood}")
+    assert new_polls == 0
+    assert len(flood) <= 1
+    expect(page.locator("#lane-fast .lane-age")).to_have_text("paused")
+
+    page.context.set_offline(False)
+    expect(page.locator("#badge")).to_have_attribute("data-state", re.compile("resumed|live"))
+    expect(page.locator("#messages .msg:not(.pending) .msg-text")).to_have_text(["written offline"])
+    expect(page.locator("#lane-fast .lane-age")).to_have_text(re.compile(r"old$"))
+    assert resource_count(page, "/api/ticker") > polls
+
+
+class HoldingEngine(MemoryEngine):
+    """A memory engine that, once ``hold`` is set, stores and delivers a client's
+    publish and then answers only ``HOLD`` seconds later: the message reaches every
+    subscriber, but a server stopped meanwhile never sends its ack, so the publisher
+    sends it again after the next redial."""
+
+    HOLD = 3.0
+    hold = False
+
+    async def publish(
+        self,
+        ch: str,
+        data: bytes | str,
+        *,
+        msg_id: str | None = None,
+        meta: Any = None,
+    ) -> Any:
+        result = await super().publish(ch, data, msg_id=msg_id, meta=meta)
+        if self.hold and msg_id is not None and ch == ROOM:
+            self.hold = False
+            await asyncio.sleep(self.HOLD)  # the server stops meanwhile: the ack is lost
+        return result
+
+
+def test_a_retry_stored_again_after_a_restart_shows_once_and_the_notice_says_why(
+    make_server: Callable[..., ServerThread], pages: Pages
+) -> None:
+    server = make_server(ticker_interval=(0.2, 0.4), engine_class=HoldingEngine)
+    ada = pages.join(server.url, "Ada")
+    server.publish(ROOM, {"text": "before the restart", "name": "bot"})
+    expect(ada.locator("#messages .msg-text")).to_have_text(["before the restart"])
+
+    server.engine.hold = True  # type: ignore[attr-defined]
+    ada.fill("#text", "said once")
+    ada.press("#text", "Enter")
+    delivered = ada.locator("#messages .msg:not(.pending) .msg-text")
+    expect(delivered).to_have_text(["before the restart", "said once"])
+
+    # An in-memory server restarts: a new epoch, no history, no idempotency keys.
+    server.stop()  # returns once the held publish ends, its ack going nowhere
+    server.replace_engine()
+    server.start()
+    notice = ada.locator("#messages .notice.warn")
+    expect(notice).to_have_text(re.compile("The server restarted and lost its history"))
+    # The retry was stored again in the new epoch, and arrived again: shown once.
+    expect(ada.locator("#messages .pending")).to_have_count(0)
+    stored = [data["text"] for data in server.history(ROOM)]
+    assert stored == ["said once"]
+    expect(ada.locator("#badge")).to_have_attribute("data-state", re.compile("resumed|live"))
+    deadline = time.monotonic() + 10
+    while ada.evaluate("window.demo.chat.duplicates") < 1 and time.monotonic() < deadline:
+        ada.wait_for_timeout(100)
+    assert ada.evaluate("window.demo.chat.duplicates") == 1
+    expect(delivered).to_have_text(["before the restart", "said once"])
