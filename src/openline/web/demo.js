@@ -14,6 +14,7 @@ const ROOM = "room:lobby";
 const TICKER = "ticker";
 const MAX_SHOWN = 500; // rows (messages and notices) kept on screen
 const MAX_REMEMBERED = 5000; // publish ids and offsets remembered, to show each message once
+const RENDER_EVERY = 100; // ms: the message list is drawn at most this often
 const TYPING_IDLE = 2500; // ms without a keystroke before "stopped typing"
 const TYPING_RENEW = 2000; // ms between two "still typing" updates
 const SPARK_POINTS = 60;
@@ -218,7 +219,16 @@ function enqueue(row) {
   chat.queue.push(row);
   // A hidden tab gets no frames: keep only what the list could show anyway.
   if (chat.queue.length > MAX_SHOWN * 2) chat.queue.splice(0, chat.queue.length - MAX_SHOWN);
-  if (chat.frame === 0) chat.frame = requestAnimationFrame(renderQueued);
+  if (chat.frame !== 0) return;
+  // A frame has a cost of its own (style, paint): during a stream, draw the list at
+  // most every RENDER_EVERY ms, several messages at a time, rather than at every frame.
+  const wait = RENDER_EVERY - (performance.now() - chat.renderedAt);
+  chat.frame =
+    wait > 0
+      ? setTimeout(() => {
+          chat.frame = requestAnimationFrame(renderQueued);
+        }, wait)
+      : requestAnimationFrame(renderQueued);
 }
 
 /** Render every queued row: one fragment, one insert, one trim, no layout read. */
