@@ -104,12 +104,22 @@ class Pages:
         self.pages: list[Any] = []
         self.errors: list[str] = []
 
-    def open(self, url: str, *, viewport: dict[str, int] = DESKTOP, mobile: bool = False) -> Any:
+    def open(
+        self,
+        url: str,
+        *,
+        viewport: dict[str, int] = DESKTOP,
+        mobile: bool = False,
+        init_script: str | None = None,
+    ) -> Any:
+        """Open ``url`` in a new context; ``init_script`` runs in it before any page script."""
         options: dict[str, Any] = {"viewport": viewport}
         if mobile:
             options.update(device_scale_factor=2, is_mobile=True, has_touch=True)
         context = self.browser.new_context(**options)
         self.contexts.append(context)
+        if init_script is not None:
+            context.add_init_script(init_script)
         page = context.new_page()
         page.set_default_timeout(10_000)
         page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))

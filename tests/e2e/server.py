@@ -29,13 +29,22 @@ class ServerThread:
 
     Args:
         engine: Arguments of the :class:`MemoryEngine` (``history_size``...).
+        engine_class: The engine's class: :class:`MemoryEngine` or a subclass
+            that a test instruments.
         **options: Passed to ``create_app`` on every start (``ticker``,
             ``ticker_interval``, hub limits...).
     """
 
-    def __init__(self, *, engine: dict[str, Any] | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        engine: dict[str, Any] | None = None,
+        engine_class: type[MemoryEngine] = MemoryEngine,
+        **options: Any,
+    ) -> None:
         self.options = options
         self._engine_options = engine or {}
+        self._engine_class = engine_class
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -47,9 +56,8 @@ class ServerThread:
         self.port = 0
         self._stack: contextlib.AsyncExitStack | None = None
 
-    @staticmethod
-    async def _make_engine(**options: Any) -> MemoryEngine:
-        return MemoryEngine(**options)
+    async def _make_engine(self, **options: Any) -> MemoryEngine:
+        return self._engine_class(**options)
 
     # --- control -------------------------------------------------------------------------
 
@@ -68,6 +76,16 @@ class ServerThread:
     def stop(self) -> None:
         """Stop serving: every client gets a 1001 close, the engine keeps its history."""
         self.call(self._stop)
+
+    def replace_engine(self) -> None:
+        """Swap in a fresh, empty engine while stopped: what restarting an in-memory server does.
+
+        Every channel starts a new epoch; history and idempotency keys are gone.
+        """
+        assert self._stack is None, "stop serving first"
+        self.call(self.engine.close)
+        self.engine = self.call(lambda: self._make_engine(**self._engine_options))
+        self.publisher = Hub(self.engine)
 
     def close(self) -> None:
         """Stop serving and end the thread."""

@@ -12,7 +12,9 @@ import { Client } from "/openline.js";
 
 const ROOM = "room:lobby";
 const TICKER = "ticker";
-const MAX_SHOWN = 500; // messages kept on screen
+const MAX_SHOWN = 500; // rows (messages and notices) kept on screen
+const MAX_REMEMBERED = 5000; // publish ids and offsets remembered, to show each message once
+const RENDER_EVERY = 100; // ms: the message list is drawn at most this often
 const TYPING_IDLE = 2500; // ms without a keystroke before "stopped typing"
 const TYPING_RENEW = 2000; // ms between two "still typing" updates
 const SPARK_POINTS = 60;
@@ -112,15 +114,31 @@ const badge = {
     this.set("resumed", `resumed · ${what}${lost ? ", some lost" : ""}`);
     this.settle = setTimeout(() => this.live(), 8000);
   },
+  /** @param {number} queued messages waiting to be sent */
+  offline(queued) {
+    this.stopTimers();
+    this.set("offline", queued > 0 ? `offline · ${queued} queued` : "offline");
+  },
+  stopped() {
+    this.stopTimers();
+    this.set("stopped", "stopped");
+  },
 };
 
-// --- chat ----------------------------------------------------------------------------
+// --- chat: the message list ----------------------------------------------------------
+//
+// Messages arrive one event at a time, up to a thousand at once in a replay. Each is
+// only queued when it arrives; one animation frame renders everything queued into a
+// DocumentFragment, inserts it once and trims the list once. Lookups go through Maps
+// and Sets, never through the DOM, and rendering reads no layout: whether to stick to
+// the bottom is measured on scroll events, when the layout is fresh anyway.
 
 const messagesEl = /** @type {HTMLOListElement} */ ($("#messages"));
 const membersEl = $("#members");
 const typingEl = $("#typing");
 const composer = /** @type {HTMLFormElement} */ ($("#composer"));
 const input = /** @type {HTMLInputElement} */ ($("#text"));
+const sendButton = /** @type {HTMLButtonElement} */ (composer.querySelector("button"));
 const queueEl = $("#queue");
 
 /** @type {Client} */
@@ -129,12 +147,173 @@ let client;
 let room;
 let me = "";
 
+/**
+ * A bounded set: remembers the last `limit` keys added.
+ */
+class RecentSet {
+  /** @param {number} limit */
+  constructor(limit) {
+    this.limit = limit;
+    /** @type {Set<string>} */
+    this.keys = new Set();
+  }
+
+  /** @param {string} key */
+  has(key) {
+    return this.keys.has(key);
+  }
+
+  /** @param {string} key */
+  add(key) {
+    this.keys.add(key);
+    // A Set iterates in insertion order: the first key is the oldest.
+    if (this.keys.size > this.limit) this.keys.delete(/** @type {string} */ (this.keys.values().next().value));
+  }
+}
+
+/**
+ * @typedef {{kind: "message", message: import("/openline.js").Publication}
+ *   | {kind: "notice", text: string, tone: string}} Row
+ */
+
+/** Hours and minutes: one formatter for every message (making one is slow). */
+const TIME_FORMAT = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
+
+const chat = {
+  /** Whether the list is scrolled to (near) its end: new rows keep it there. */
+  atBottom: true,
+  /** When rows were last rendered (performance.now()). */
+  renderedAt: 0,
+  /** Rows waiting for the next frame. @type {Row[]} */
+  queue: /** @type {Row[]} */ ([]),
+  frame: 0,
+  /** Delivered rows on the page (messages and notices, not pending ones). */
+  rows: 0,
+  /** Publish ids shown, so a message stored twice (a retry after a restart) shows once. */
+  ids: new RecentSet(MAX_REMEMBERED),
+  /** `epoch:offset` of messages shown. */
+  offsets: new RecentSet(MAX_REMEMBERED),
+  /** The page's own messages not yet delivered, by publish id, oldest first. @type {Map<string, HTMLLIElement>} */
+  pending: new Map(),
+  /** What the page received, for tests: the last MAX_REMEMBERED messages' offset, id and text. */
+  received: /** @type {Array<{epoch: string, offset: number, id: string | null, text: string}>} */ ([]),
+  duplicates: 0,
+};
+
+/**
+ * Queue a delivered message for the next frame, unless it was shown already.
+ * @param {import("/openline.js").Publication} message
+ */
+function showMessage(message) {
+  const key = `${message.epoch}:${message.offset}`;
+  if (chat.offsets.has(key) || (message.id && chat.ids.has(message.id))) {
+    chat.duplicates += 1;
+    return;
+  }
+  chat.offsets.add(key);
+  if (message.id) chat.ids.add(message.id);
+  chat.received.push({ epoch: message.epoch, offset: message.offset, id: message.id ?? null, text: textOf(message.data) });
+  if (chat.received.length > MAX_REMEMBERED * 2) chat.received.splice(0, chat.received.length - MAX_REMEMBERED);
+  enqueue({ kind: "message", message });
+}
+
+/**
+ * Queue a notice (someone joined, a gap...) in order with the messages.
+ * @param {string} text
+ * @param {string} [tone] "", "warn" or "error"
+ */
+function showNotice(text, tone = "") {
+  enqueue({ kind: "notice", text, tone });
+}
+
+/** @param {Row} row */
+function enqueue(row) {
+  chat.queue.push(row);
+  // A hidden tab gets no frames: keep only what the list could show anyway.
+  if (chat.queue.length > MAX_SHOWN * 2) chat.queue.splice(0, chat.queue.length - MAX_SHOWN);
+  if (chat.frame !== 0) return;
+  // A frame has a cost of its own (style, paint): during a stream, draw the list at
+  // most every RENDER_EVERY ms, several messages at a time, rather than at every frame.
+  const wait = RENDER_EVERY - (performance.now() - chat.renderedAt);
+  chat.frame =
+    wait > 0
+      ? setTimeout(() => {
+          chat.frame = requestAnimationFrame(renderQueued);
+        }, wait)
+      : requestAnimationFrame(renderQueued);
+}
+
+/** Render every queued row: one fragment, one insert, one trim, no layout read. */
+function renderQueued() {
+  chat.frame = 0;
+  const rows = chat.queue;
+  chat.queue = [];
+  const stick = chat.atBottom;
+  const fragment = document.createDocumentFragment();
+  let mine = false;
+  // Only a message arriving in calm times slides in: animating a stream or a replay
+  // would keep the compositor busy with hundreds of layers.
+  const t = performance.now();
+  const still = rows.length > 1 || t - chat.renderedAt < 1000;
+  chat.renderedAt = t;
+  for (const row of rows.length > MAX_SHOWN ? rows.slice(-MAX_SHOWN) : rows) {
+    if (row.kind === "notice") {
+      fragment.append(noticeElement(row.text, row.tone));
+      continue;
+    }
+    const { message } = row;
+    if (message.id) {
+      chat.pending.get(message.id)?.remove();
+      chat.pending.delete(message.id);
+    }
+    mine ||= message.user === me;
+    const li = messageElement(message, false);
+    if (still) li.classList.add("still");
+    fragment.append(li);
+  }
+  messagesEl.insertBefore(fragment, firstPending());
+  chat.rows += Math.min(rows.length, MAX_SHOWN);
+  trimRows();
+  if (stick || mine) scrollDown();
+  updateQueue();
+}
+
+/** Remove the oldest delivered rows beyond MAX_SHOWN, in one DOM operation. */
+function trimRows() {
+  const excess = chat.rows - MAX_SHOWN;
+  if (excess <= 0) return;
+  const first = /** @type {Element} */ (messagesEl.firstElementChild);
+  let last = first;
+  for (let i = 1; i < excess; i += 1) last = /** @type {Element} */ (last.nextElementSibling);
+  const range = document.createRange();
+  range.setStartBefore(first);
+  range.setEndAfter(last);
+  range.deleteContents();
+  chat.rows = MAX_SHOWN;
+}
+
+function firstPending() {
+  const first = chat.pending.values().next();
+  return first.done ? null : first.value;
+}
+
 function nearBottom() {
   return messagesEl.scrollHeight - messagesEl.scrollTop - messagesEl.clientHeight < 80;
 }
 
+messagesEl.addEventListener("scroll", () => {
+  chat.atBottom = nearBottom();
+}, { passive: true });
+
 function scrollDown() {
-  messagesEl.scrollTop = messagesEl.scrollHeight;
+  // Past the end: the browser clamps it, and nothing is measured here.
+  messagesEl.scrollTop = Number.MAX_SAFE_INTEGER;
+}
+
+/** @param {any} data */
+function textOf(data) {
+  if (data && typeof data === "object") return typeof data.text === "string" ? data.text : JSON.stringify(data);
+  return String(data);
 }
 
 /**
@@ -163,7 +342,7 @@ function messageElement(message, pending) {
   const when = document.createElement("time");
   const at = typeof data.at === "number" ? new Date(data.at) : new Date();
   when.dateTime = at.toISOString();
-  when.textContent = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  when.textContent = TIME_FORMAT.format(at);
   meta.append(who, when);
   if (pending) {
     const state = document.createElement("span");
@@ -173,44 +352,51 @@ function messageElement(message, pending) {
   }
   const text = document.createElement("p");
   text.className = "msg-text";
-  text.textContent = typeof data.text === "string" ? data.text : JSON.stringify(data);
+  text.textContent = textOf(data);
   body.append(meta, text);
   li.append(avatar, body);
   return li;
 }
 
-/** @param {import("/openline.js").Publication} message */
-function showMessage(message) {
-  const stick = nearBottom();
-  const li = messageElement(message, false);
-  if (message.id) messagesEl.querySelector(`.pending[data-id="${CSS.escape(message.id)}"]`)?.remove();
-  const firstPending = messagesEl.querySelector(".pending");
-  messagesEl.insertBefore(li, firstPending);
-  while (messagesEl.querySelectorAll(".msg:not(.pending)").length > MAX_SHOWN) {
-    messagesEl.querySelector(".msg:not(.pending)")?.remove();
-  }
-  if (stick || message.user === me) scrollDown();
-  updateQueue();
+/**
+ * @param {string} text
+ * @param {string} tone
+ */
+function noticeElement(text, tone) {
+  const li = document.createElement("li");
+  li.className = "notice" + (tone ? ` ${tone}` : "");
+  li.textContent = text;
+  return li;
 }
 
-/** @param {string} text */
-function showNotice(text, kind = "") {
-  const stick = nearBottom();
-  const li = document.createElement("li");
-  li.className = "notice " + kind;
-  li.textContent = text;
-  messagesEl.insertBefore(li, messagesEl.querySelector(".pending"));
-  if (stick) scrollDown();
+/**
+ * Say why messages are missing: a new epoch means the server lost its history
+ * (an in-memory server restarted); the same epoch means the history window ran out.
+ * @param {import("/openline.js").Gap} gap
+ */
+function gapNotice(gap) {
+  const [epoch, offset] = gap.since ?? [null, 0];
+  if (epoch !== gap.epoch) {
+    const lost = gap.first - 1; // the new epoch's messages that history no longer holds
+    const what = lost > 0 ? `${lost === 1 ? "1 message" : `${lost} messages`} may be missing` : "messages sent meanwhile may be missing";
+    return `The server restarted and lost its history: ${what}.`;
+  }
+  const lost = gap.first - offset - 1;
+  const what = lost === 1 ? "1 message was" : `${lost} messages were`;
+  return `${what[0].toUpperCase()}${what.slice(1)} too old to recover: the server's history window ran out.`;
 }
 
 function updateQueue() {
-  const pending = messagesEl.querySelectorAll(".pending").length;
-  for (const state of messagesEl.querySelectorAll(".pending .msg-state")) {
-    state.textContent = client.isConnected ? "sending…" : "queued";
+  const pending = chat.pending.size;
+  const connected = client.isConnected;
+  for (const li of chat.pending.values()) {
+    const state = li.querySelector(".msg-state");
+    if (state && !li.classList.contains("failed")) state.textContent = connected ? "sending…" : "queued";
   }
-  queueEl.hidden = pending === 0 || client.isConnected;
+  queueEl.hidden = pending === 0 || connected || page.stopped;
   queueEl.textContent =
     pending === 1 ? "1 message waits for the connection" : `${pending} messages wait for the connection`;
+  if (page.offline) badge.offline(pending);
 }
 
 /** @param {string} user */
@@ -220,6 +406,7 @@ function nameOf(user) {
 }
 
 function renderMembers() {
+  if (page.stopped) return;
   const members = [...room.members.values()].sort((a, b) =>
     a.user === me ? -1 : b.user === me ? 1 : String(a.info.name).localeCompare(String(b.info.name)),
   );
@@ -250,7 +437,13 @@ function renderMembers() {
 }
 
 function renderTyping() {
+  if (page.stopped) return;
   const typing = [...room.members.values()].filter((m) => m.user !== me && m.state?.typing).map((m) => nameOf(m.user));
+  showTyping(typing);
+}
+
+/** @param {string[]} typing names of the people typing */
+function showTyping(typing) {
   const inner = /** @type {HTMLElement} */ (typingEl.querySelector(".typing-inner"));
   const who = /** @type {HTMLElement} */ (typingEl.querySelector(".typing-who"));
   inner.hidden = typing.length === 0;
@@ -292,12 +485,13 @@ function stopTyping() {
 /** @param {string} name */
 async function send(name) {
   const text = input.value.trim();
-  if (!text) return;
+  if (!text || page.stopped) return;
   input.value = "";
   stopTyping();
   const id = `${tabId()}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
   const data = { text, name, at: Date.now() };
   const li = messageElement({ user: me, data, id }, true);
+  chat.pending.set(id, li);
   messagesEl.append(li);
   scrollDown();
   updateQueue();
@@ -324,8 +518,21 @@ class Lane {
   /** @param {HTMLElement} el */
   constructor(el) {
     this.el = el;
+    const q = (/** @type {string} */ s) => /** @type {HTMLElement} */ (el.querySelector(s));
+    this.fields = {
+      value: q(".lane-value"),
+      age: q(".lane-age"),
+      avgAge: q(".avg-age"),
+      delay: q(".delay"),
+      updates: q(".updates"),
+      missed: q(".missed"),
+      requests: q(".requests"),
+      meter: q(".meter span"),
+    };
     /** @type {Tick | null} */
     this.tick = null;
+    /** What to show instead of the age: why there is no fresh value. @type {string | null} */
+    this.status = null;
     this.updates = 0;
     this.missed = 0;
     this.requests = 0;
@@ -339,19 +546,18 @@ class Lane {
   /**
    * Show a value if it is newer than the one shown.
    * @param {Tick} tick
-   * @param {boolean} measure whether its delay counts (not the first value, not a replay)
+   * @param {number | null} delay ms from the tick's making to its arrival; null: not counted
    */
-  offer(tick, measure) {
+  offer(tick, delay) {
     // Newer means made later: a restarted server counts its ticks from 1 again.
     if (this.tick && (tick.ts < this.tick.ts || tick.seq === this.tick.seq)) return;
     if (this.tick && tick.seq > this.tick.seq + 1) this.missed += tick.seq - this.tick.seq - 1;
-    if (measure && this.tick) {
-      this.delaySum += Math.max(0, serverNow() - tick.ts);
+    if (delay !== null && this.tick) {
+      this.delaySum += Math.max(0, delay);
       this.delayCount += 1;
     }
     this.updates += this.tick ? 1 : 0;
     this.tick = tick;
-    this.render();
   }
 
   /** Accumulate the age of what is shown, for the time-averaged age. */
@@ -365,20 +571,30 @@ class Lane {
     this.lastSample = t;
   }
 
+  /**
+   * Set an element's text only when it changes: an unchanged page needs no layout.
+   * @param {HTMLElement} el
+   * @param {string} text
+   */
+  static write(el, text) {
+    if (el.textContent !== text) el.textContent = text;
+  }
+
   render() {
-    const q = (/** @type {string} */ s) => /** @type {HTMLElement} */ (this.el.querySelector(s));
+    const f = this.fields;
+    const write = Lane.write;
     const age = this.tick ? Math.max(0, serverNow() - this.tick.ts) : null;
     const avgAge = this.ageTime > 0 ? this.ageSum / this.ageTime : null;
     const delay = this.delayCount > 0 ? this.delaySum / this.delayCount : null;
-    q(".lane-value").textContent = this.tick ? this.tick.price.toFixed(2) : "—";
-    q(".lane-age").textContent = age === null ? "waiting…" : `${formatMs(age)} old`;
-    q(".avg-age").textContent = avgAge === null ? "—" : formatMs(avgAge);
-    q(".delay").textContent = delay === null ? "—" : formatMs(delay);
-    q(".updates").textContent = String(this.updates);
-    q(".missed").textContent = String(this.missed);
-    q(".requests").textContent = String(this.requests);
-    const meter = q(".meter span");
-    meter.style.width = age === null ? "0" : `${Math.min(100, (age / 5000) * 100)}%`;
+    write(f.value, this.tick ? this.tick.price.toFixed(2) : "—");
+    write(f.age, this.status ?? (age === null ? "waiting…" : `${formatMs(age)} old`));
+    write(f.avgAge, avgAge === null ? "—" : formatMs(avgAge));
+    write(f.delay, delay === null ? "—" : formatMs(delay));
+    write(f.updates, String(this.updates));
+    write(f.missed, String(this.missed));
+    write(f.requests, String(this.requests));
+    // A transform, not a width: the meter moves without a layout.
+    f.meter.style.transform = `scaleX(${age === null ? 0 : Math.min(1, age / 5000)})`;
     this.el.dataset.age = age === null ? "" : String(Math.round(age));
     this.el.dataset.avgAge = avgAge === null ? "" : String(Math.round(avgAge));
     this.el.dataset.delay = delay === null ? "" : String(Math.round(delay));
@@ -401,42 +617,136 @@ const lanes = {
 /** @type {number[]} */
 const sparkline = [];
 
-/** @param {Lane} lane */
+// What the page knows and does, for the pollers and the panels.
+const page = {
+  /** The browser said it lost the network (or the client did). */
+  offline: typeof navigator !== "undefined" && navigator.onLine === false,
+  /** The client stopped for good. */
+  stopped: false,
+  /** "unknown" until the server says whether it runs a ticker. @type {"unknown" | "on" | "off"} */
+  ticker: /** @type {"unknown" | "on" | "off"} */ ("unknown"),
+  /** Timers of the race: the clock and the pollers. @type {Set<ReturnType<typeof setTimeout>>} */
+  timers: new Set(),
+};
+
+const POLL_BACKOFF_CAP = 30_000; // ms: the longest wait between two failed polls
+
+/** Polls wait while they could only fail or nobody looks. */
+function pollsPaused() {
+  return page.offline || document.hidden || page.stopped || page.ticker === "off";
+}
+
+/**
+ * One poll of `/api/ticker`. Answers whether it got a value.
+ * @param {Lane} lane
+ */
 async function poll(lane) {
   lane.requests += 1;
   const sent = Date.now();
+  let response;
   try {
-    const response = await fetch("/api/ticker", { cache: "no-store" });
-    if (!response.ok) return;
-    const value = await response.json();
-    const received = Date.now();
-    const rtt = received - sent;
-    if (typeof value.now === "number" && rtt <= clock.rtt) {
-      // The server answered about halfway through the round trip.
-      clock.rtt = rtt;
-      clock.offset = value.now - (sent + received) / 2;
-    }
-    lane.offer(value, lane.tick !== null);
+    response = await fetch("/api/ticker", { cache: "no-store" });
   } catch {
-    // offline: the lane's value just gets older, which is the point
-  } finally {
-    lane.render();
+    return false; // offline or the server is down: the value just gets older, which is the point
   }
+  const value = await response.json().catch(() => null);
+  if (!response.ok) {
+    // The server runs no ticker: its first answer says so, and that is final.
+    if (response.status === 404 && page.ticker === "unknown") tickerOff();
+    return false;
+  }
+  const received = Date.now();
+  const rtt = received - sent;
+  if (typeof value.now === "number" && rtt <= clock.rtt) {
+    // The server answered about halfway through the round trip.
+    clock.rtt = rtt;
+    clock.offset = value.now - (sent + received) / 2;
+  }
+  page.ticker = "on";
+  lane.offer(value, lane.tick !== null ? serverNow() - value.ts : null);
+  return true;
 }
 
-/** @param {Lane} lane @param {number} every ms */
+/**
+ * Poll every `every` ms; after failures wait twice as long each time (up to
+ * POLL_BACKOFF_CAP), and say so once in the lane rather than once per failure.
+ * @param {Lane} lane
+ * @param {number} every ms
+ */
 function startPolling(lane, every) {
-  const run = () => {
-    poll(lane);
-    setTimeout(run, every);
+  let failures = 0;
+  const run = async () => {
+    if (pollsPaused()) {
+      lane.status = page.ticker === "off" ? null : page.stopped ? "stopped" : "paused";
+      later(run, every);
+      return;
+    }
+    const ok = await poll(lane);
+    failures = ok ? 0 : failures + 1;
+    const wait = failures === 0 ? every : Math.min(POLL_BACKOFF_CAP, every * 2 ** failures);
+    lane.status = failures === 0 ? null : `unreachable · next try in ${formatMs(wait)}`;
+    if (page.ticker !== "off" && !page.stopped) later(run, wait);
   };
   run();
+}
+
+/**
+ * A timer the race owns: stopped with it.
+ * @param {() => void} run
+ * @param {number} ms
+ */
+function later(run, ms) {
+  if (page.stopped || page.ticker === "off") return;
+  const timer = setTimeout(() => {
+    page.timers.delete(timer);
+    run();
+  }, ms);
+  page.timers.add(timer);
+}
+
+/** Nothing polls again; the race's timers stop. */
+function stopRace() {
+  for (const timer of page.timers) clearTimeout(timer);
+  page.timers.clear();
+}
+
+/**
+ * The server runs no ticker (`openline serve --no-ticker`): hide its panels
+ * and stop asking for good.
+ */
+function tickerOff() {
+  page.ticker = "off";
+  stopRace();
+  document.body.classList.add("no-ticker");
+  for (const id of ["#ticker", "#race"]) $(id).hidden = true;
+  if (client?.subscriptions.has(TICKER)) client.unsubscribe(TICKER);
+}
+
+/**
+ * Ask `/healthz` once whether the server runs a ticker, so that a server
+ * without one never gets a `/api/ticker` request. Any failure leaves it to the
+ * first poll's answer.
+ */
+async function learnTicker() {
+  try {
+    const response = await fetch("/healthz", { cache: "no-store" });
+    const health = await response.json();
+    if (health && "ticker" in health) {
+      if (health.ticker === null) tickerOff();
+      else page.ticker = "on";
+    }
+  } catch {
+    // unknown: the first poll tells
+  }
 }
 
 /** @param {import("/openline.js").Publication} message */
 function onTick(message) {
   const tick = /** @type {Tick} */ (message.data);
-  lanes.push.offer(tick, !message.replayed && lanes.push.tick !== null);
+  // The delay counts from the tick's making to its arrival here, on the server's
+  // clock as estimated from the polls, whenever the page gets to draw it.
+  const delay = !message.replayed && lanes.push.tick !== null ? serverNow() - tick.ts : null;
+  lanes.push.offer(tick, delay);
   $("#price").textContent = tick.price.toFixed(2);
   $("#ticker-symbol").textContent = tick.symbol;
   const change = $("#change");
@@ -457,17 +767,98 @@ function drawSpark() {
   /** @type {SVGPolylineElement} */ (document.querySelector("#spark polyline")).setAttribute("points", points.join(" "));
 }
 
-function startRace() {
+async function startRace() {
+  await learnTicker();
+  if (page.ticker === "off" || page.stopped) return;
   const started = performance.now();
   startPolling(lanes.fast, 200);
   startPolling(lanes.slow, 5000);
-  setInterval(() => {
+  const clockTick = () => {
     for (const lane of Object.values(lanes)) {
       lane.sample();
       lane.render();
     }
     $("#race-clock").textContent = `${Math.round((performance.now() - started) / 1000)} s`;
-  }, 100);
+    later(clockTick, 100);
+  };
+  clockTick();
+}
+
+// --- honest states: offline and stopped ------------------------------------------------
+
+function wentOffline() {
+  page.offline = true;
+  badge.offline(chat.pending.size);
+  updateQueue();
+}
+
+function cameOnline() {
+  if (!page.offline) return;
+  page.offline = false;
+  if (page.stopped) return;
+  if (client.isConnected) badge.live();
+  else badge.set("reconnecting", "reconnecting…");
+  updateQueue();
+}
+
+/**
+ * What a close code that stops the client means for the person reading the page.
+ * @param {number | null | undefined} code
+ */
+function stopReason(code) {
+  if (code === 1008) return "The server closed the connection for breaking its rules (1008: too many bad requests).";
+  if (code === 1009) return "The server closed the connection because a message was too big (1009).";
+  if (code === 1003) return "The server closed the connection: it can't handle what was sent (1003).";
+  if (typeof code === "number") return `The server closed the connection with code ${code} and asked not to reconnect.`;
+  return "The connection stopped and won't reconnect by itself.";
+}
+
+/**
+ * The client stopped for good: clear what would be stale, freeze the ticker,
+ * disable input, and say what happened and what to do.
+ * @param {{code?: number | null, reason?: string, error?: Error}} stop
+ */
+function stopped(stop) {
+  if (page.stopped) return;
+  page.stopped = true;
+  stopRace();
+  stopTyping();
+  badge.stopped();
+  membersEl.replaceChildren();
+  $("#online-count").textContent = "not connected";
+  $("#watching").textContent = "— watching";
+  showTyping([]);
+  input.disabled = sendButton.disabled = true;
+  input.placeholder = "Disconnected: reload the page to chat again";
+  queueEl.hidden = true;
+  for (const id of ["#ticker", "#race"]) $(id).classList.add("frozen");
+  for (const lane of Object.values(lanes)) {
+    lane.status = "stopped";
+    lane.render();
+  }
+  const box = $("#stopped");
+  /** @type {HTMLElement} */ (box.querySelector(".stopped-why")).textContent = stopReason(stop.code);
+  /** @type {HTMLElement} */ (box.querySelector(".stopped-detail")).textContent = stop.reason ?? stop.error?.message ?? "";
+  box.hidden = false;
+  showNotice(`Stopped: ${stop.error?.message ?? stop.reason ?? "the connection ended"}`, "error");
+}
+
+/**
+ * Listen for the client's stops and network changes. Today's client reports a
+ * stop as an `error` event with `fatal`; a `stopped` event ({code, reason, error})
+ * and `offline` / `online` events are handled too when the client has them.
+ * @param {Client} c
+ */
+function watchClient(c) {
+  c.on("error", ({ error, fatal }) => {
+    if (fatal) stopped({ code: /** @type {any} */ (error).closeCode ?? null, reason: error.message, error });
+  });
+  const on = /** @type {(type: string, listener: (detail: any) => void) => void} */ (c.on.bind(c));
+  on("stopped", (detail) => stopped(detail));
+  on("offline", wentOffline);
+  on("online", cameOnline);
+  window.addEventListener("offline", wentOffline);
+  window.addEventListener("online", cameOnline);
 }
 
 // --- wiring --------------------------------------------------------------------------
@@ -485,26 +876,28 @@ function join(name) {
   let everConnected = false;
   let resumedCount = 0;
   client.on("statechange", ({ state }) => {
-    if (state === "connecting") badge.set(everConnected ? "reconnecting" : "connecting", everConnected ? "reconnecting…" : "connecting…");
-    if (state === "offline") {
+    if (page.stopped) return;
+    if (page.offline || state === "offline") {
       badge.stopTimers(); // no countdown: nothing is dialled until the network is back
-      badge.set("reconnecting", "offline: waiting for the network…");
-    }
-    if (state === "closed") {
+      badge.offline(chat.pending.size);
+    } else if (state === "connecting") {
+      badge.set(everConnected ? "reconnecting" : "connecting", everConnected ? "reconnecting…" : "connecting…");
+    } else if (state === "closed") {
       badge.stopTimers();
       badge.set("stopped", "disconnected");
     }
-    input.disabled = state === "closed";
     updateQueue();
   });
   client.on("connected", () => {
+    if (page.offline) cameOnline(); // a connection proves the network is back
     if (!everConnected) badge.live();
     everConnected = true;
     resumedCount = 0;
     updateQueue();
   });
   client.on("reconnecting", ({ at }) => {
-    badge.countdown(at);
+    if (page.offline) badge.offline(chat.pending.size);
+    else badge.countdown(at);
     updateQueue();
   });
   client.on("resumed", ({ ch, recovered, gap }) => {
@@ -512,13 +905,11 @@ function join(name) {
     resumedCount += recovered;
     badge.resumed(resumedCount, gap);
   });
-  client.on("error", ({ error, fatal }) => {
-    if (fatal) showNotice(`Stopped: ${error.message}`, "error");
-  });
+  watchClient(client);
 
   room = client.subscribe(ROOM, { presence: true, history: true });
   room.on("message", showMessage);
-  room.on("gap", () => showNotice("Some messages were too old to recover.", "warn"));
+  room.on("gap", (gap) => showNotice(gapNotice(gap), "warn"));
   room.on("presence", renderMembers);
   room.on("join", ({ user }) => {
     renderMembers();
@@ -531,23 +922,27 @@ function join(name) {
   });
   room.on("state", renderMembers);
 
-  const ticker = client.subscribe(TICKER, { presence: true });
-  ticker.on("message", onTick);
-  ticker.on("presence", ({ count }) => {
-    $("#watching").textContent = `${count} watching`;
+  const ticker = page.ticker === "off" ? null : client.subscribe(TICKER, { presence: true });
+  ticker?.on("message", onTick);
+  ticker?.on("presence", ({ count }) => {
+    if (!page.stopped) $("#watching").textContent = `${count} watching`;
   });
 
   input.disabled = false;
-  /** @type {HTMLButtonElement} */ (composer.querySelector("button")).disabled = false;
+  sendButton.disabled = false;
   composer.addEventListener("submit", (event) => {
     event.preventDefault();
     send(name);
   });
   input.addEventListener("input", typed);
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) for (const lane of Object.values(lanes)) lane.render();
+  });
+  $("#reload").addEventListener("click", () => location.reload());
   client.start();
   startRace();
   input.focus();
-  Object.assign(window, { demo: { client, room, ticker, lanes } });
+  Object.assign(window, { demo: { client, room, ticker, lanes, chat, page } });
 }
 
 function prompt() {
