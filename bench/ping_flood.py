@@ -29,9 +29,7 @@ from typing import Any
 
 _SUBPROTOCOL = "openline.v1"
 _WS_PATH = "/ws"
-# A masked ping with an empty payload: FIN + opcode 9, mask bit + length 0, key.
-_PING = b"\x89\x80" + b"\x00\x00\x00\x00"
-_BATCH = 8192  # frames per send() call
+_BATCH_BYTES = 65536  # bytes per send() call, in whole frames
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,12 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", choices=("echo", "hub"), default="echo")
     parser.add_argument("--frames", type=_positive_int, default=2_000_000, help="pings to send")
     parser.add_argument("--seconds", type=_positive_float, default=10.0, help="flood duration")
+    parser.add_argument(
+        "--payload",
+        type=int,
+        choices=range(126),
+        default=0,
+        metavar="0..125",
+        help="bytes of payload per ping (0: the most pings per byte; 125: the largest pongs)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         _run_loop(_serve(args.target))
         return 0
-    return _flood(args.target, args.frames, args.seconds)
+    return _flood(args.target, args.frames, args.seconds, args.payload)
 
 
 def _positive_int(text: str) -> int:
@@ -98,7 +104,7 @@ async def _serve(target: str) -> None:
 # --- the flood (this process) -----------------------------------------------------------
 
 
-def _flood(target: str, frames: int, seconds: float) -> int:
+def _flood(target: str, frames: int, seconds: float, payload: int) -> int:
     child = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), "--child", "--target", target],
         stdin=subprocess.PIPE,
@@ -109,10 +115,10 @@ def _flood(target: str, frames: int, seconds: float) -> int:
         assert child.stdout is not None
         port = int(child.stdout.readline())
         time.sleep(0.2)  # let the server settle before the baseline
-        print(f"target {target}: server pid {child.pid} on 127.0.0.1:{port}")
+        print(f"target {target}: server pid {child.pid} on 127.0.0.1:{port}, {payload}-byte pings")
         print(f"before the flood: server RSS {_rss_mb(child.pid):.1f} MB")
         sock = _handshake(port, target)
-        sent, elapsed = _send_pings(sock, child.pid, frames, seconds)
+        sent, elapsed = _send_pings(sock, child.pid, _ping(payload), frames, seconds)
         rss = _rss_mb(child.pid)
         print(f"end: {sent} pings in {elapsed:.1f} s, server RSS {rss:.1f} MB")
         sock.close()
@@ -154,22 +160,29 @@ def _handshake(port: int, target: str) -> socket.socket:
     return sock
 
 
-def _send_pings(sock: socket.socket, pid: int, frames: int, seconds: float) -> tuple[int, float]:
+def _ping(size: int) -> bytes:
+    """A masked ping (FIN + opcode 9, mask bit + length, key) whose payload is ``size`` zeros."""
+    return bytes([0x89, 0x80 | size]) + b"\x00\x00\x00\x00" + b"\x00" * size
+
+
+def _send_pings(
+    sock: socket.socket, pid: int, ping: bytes, frames: int, seconds: float
+) -> tuple[int, float]:
     """Write pings until ``frames`` are out; report RSS every second until ``seconds`` passed.
 
     Sampling goes on after the last ping is out: the server may still be working
     through what the kernel buffered.
     """
-    batch = _PING * _BATCH
+    batch = ping * max(1, _BATCH_BYTES // len(ping))
     sent_bytes = 0
-    total = frames * len(_PING)
+    total = frames * len(ping)
     start = time.monotonic()
     next_report = start + 1.0
     pending = memoryview(batch)[: min(len(batch), total)]
     while True:
         now = time.monotonic()
         if now >= next_report:
-            print(f"{now - start:5.1f} s: {sent_bytes // len(_PING):>9} pings, ", end="")
+            print(f"{now - start:5.1f} s: {sent_bytes // len(ping):>9} pings, ", end="")
             print(f"server RSS {_rss_mb(pid):.1f} MB", flush=True)
             next_report += 1.0
         if now - start >= seconds:
@@ -190,7 +203,7 @@ def _send_pings(sock: socket.socket, pid: int, frames: int, seconds: float) -> t
             continue
         sent_bytes += n
         pending = pending[n:]
-    return sent_bytes // len(_PING), time.monotonic() - start
+    return sent_bytes // len(ping), time.monotonic() - start
 
 
 def _rss_mb(pid: int) -> float:
