@@ -323,6 +323,8 @@ class Connection(asyncio.Protocol):
         The frame is written at once (or, from a :meth:`listen` callback, with
         the other answers to the same read). Nothing waits for the write buffer
         to drain: check :attr:`buffered_amount` to apply backpressure yourself.
+        While it is above ``write_limit``, reading pauses, so a listener that
+        answers each message stops being called until the peer reads.
 
         Raises:
             ConnectionClosed: The connection is closing or closed.
