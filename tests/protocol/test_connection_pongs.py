@@ -53,7 +53,8 @@ def test_coalesces_pongs_of_one_read_full_of_pings(side: Side) -> None:
 def test_holds_one_pong_while_output_is_paused(side: Side) -> None:
     conn = Connection(side)
     conn.pause_output()
-    assert conn.output_paused
+    paused = conn.output_paused
+    assert paused
     events = []
     for start in range(0, 1000, 100):
         conn.receive_data(pings(side, 100, start))
