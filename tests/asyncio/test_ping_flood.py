@@ -20,6 +20,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+import pytest
+
 from openline.asyncio.client import connect
 from openline.asyncio.connection import Connection
 from openline.asyncio.server import Server, ServerConnection
@@ -449,3 +451,33 @@ async def test_a_peer_that_reads_gets_every_pong() -> None:
             assert pongs == [Pong(b"burst %d" % i) for i in range(20)]
         finally:
             await peer.close()
+
+
+async def test_client_keepalive_closes_a_server_that_floods_without_reading() -> None:
+    async with flooding_server() as (port, accepted):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        ws = await connect(
+            f"ws://127.0.0.1:{port}/",
+            sock=sock,
+            ping_interval=INTERVAL,
+            ping_timeout=INTERVAL,
+            close_timeout=CLOSE_TIMEOUT,
+            write_limit=WRITE_LIMIT,
+        )
+        flooder = await asyncio.wait_for(accepted, TIMEOUT)
+        probe = Probe(ws)
+        elapsed = await flood_until_closed(flooder, probe)
+        print(
+            f"\nclient keepalive: closed after {elapsed:.2f} s (bound {CLOSE_BOUND:.2f} s), "
+            f"{flooder.frames} pings, write buffer at most {probe.max_buffered} bytes"
+        )
+        assert probe.paused_seen
+        assert probe.max_buffered <= WRITE_LIMIT[0] + SLACK
+        assert 2 * INTERVAL <= elapsed <= CLOSE_BOUND
+        with pytest.raises(ConnectionClosedError) as info:
+            await ws.recv()
+        assert sent_close(info.value).code == 1011
+        assert info.value.rcvd is None  # the flooder never answered: aborted by close_timeout
