@@ -419,7 +419,11 @@ async def test_client_pauses_reading_under_a_ping_flood() -> None:
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         async with connect(
-            f"ws://127.0.0.1:{port}/", sock=sock, ping_interval=None, write_limit=WRITE_LIMIT
+            f"ws://127.0.0.1:{port}/",
+            sock=sock,
+            ping_interval=None,
+            write_limit=WRITE_LIMIT,
+            close_timeout=CLOSE_TIMEOUT,  # our close frame can't be delivered either
         ) as ws:
             flooder = await asyncio.wait_for(accepted, TIMEOUT)
             probe = Probe(ws)
