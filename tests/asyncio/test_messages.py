@@ -134,6 +134,71 @@ async def test_closing_transport_is_not_paused() -> None:
     assert transport.is_reading()
 
 
+# --- two reasons to pause reading: a full queue and blocked writes ----------------------------
+
+
+async def test_blocked_writes_pause_and_resume_reading() -> None:
+    queue, transport = make_queue()
+    queue.pause_for_writes()
+    assert not transport.is_reading()
+    assert queue.is_reading_paused
+    queue.resume_for_writes()
+    assert transport.is_reading()
+    assert not queue.is_reading_paused
+
+
+async def test_draining_the_queue_does_not_resume_reading_paused_for_writes() -> None:
+    queue, transport = make_queue(high=2, low=0)
+    queue.put("a")
+    queue.put("b")  # full: paused
+    queue.pause_for_writes()
+    assert await queue.get() == "a"
+    assert await queue.get() == "b"  # drained to the low mark...
+    assert not transport.is_reading()  # ...but writes are still blocked
+    queue.resume_for_writes()
+    assert transport.is_reading()
+
+
+async def test_unblocked_writes_do_not_resume_reading_paused_for_a_full_queue() -> None:
+    queue, transport = make_queue(high=2, low=0)
+    queue.pause_for_writes()
+    queue.put("a")
+    queue.put("b")
+    queue.resume_for_writes()
+    assert not transport.is_reading()  # the queue is still full
+    assert await queue.get() == "a"
+    assert await queue.get() == "b"
+    assert transport.is_reading()
+
+
+async def test_release_keeps_reading_paused_for_writes() -> None:
+    queue, transport = make_queue(high=1)
+    queue.put("a")
+    queue.pause_for_writes()
+    queue.release()  # the closing handshake starts: the queue stops pausing
+    assert not transport.is_reading()
+    queue.resume_for_writes()
+    assert transport.is_reading()
+
+
+async def test_pausing_for_writes_twice_needs_one_resume() -> None:
+    queue, transport = make_queue()
+    queue.pause_for_writes()
+    queue.pause_for_writes()
+    queue.resume_for_writes()
+    assert transport.is_reading()
+    queue.resume_for_writes()  # nothing to undo
+    assert transport.is_reading()
+
+
+async def test_closing_transport_is_not_paused_for_writes() -> None:
+    queue, transport = make_queue()
+    transport.closing = True
+    queue.pause_for_writes()
+    assert transport.is_reading()
+    assert not queue.is_reading_paused
+
+
 # --- get_next: the awaitable behind ``async for`` ------------------------------------------
 
 

@@ -27,7 +27,17 @@ Flow control, both ways:
 * sending writes to the transport at once and waits only while the transport
   is paused (its buffer is above ``write_limit``), until ``resume_writing``;
 * receiving pauses the transport while ``max_queue`` messages wait for
-  ``recv()``, so that TCP pushes back on the peer.
+  ``recv()``, so that TCP pushes back on the peer;
+* receiving also pauses while the transport's write buffer is above
+  ``write_limit``: what we read can make us write (pongs, the listener's
+  answers), so a peer that doesn't read gets nothing more read from it. The
+  core is told (``pause_output``) and keeps at most one pong meanwhile. With
+  keepalive on, the pong to our own ping then can't be read either, so such a
+  peer is failed with 1011 after ``ping_interval + ping_timeout``, and aborted
+  after ``close_timeout`` if the close frame can't be delivered.
+
+The message queue owns the transport's reading switch for both reasons, so
+that neither resumes what the other paused.
 
 See :mod:`openline.asyncio.server` and :mod:`openline.asyncio.client` for the
 opening handshake of each side.
@@ -313,6 +323,8 @@ class Connection(asyncio.Protocol):
         The frame is written at once (or, from a :meth:`listen` callback, with
         the other answers to the same read). Nothing waits for the write buffer
         to drain: check :attr:`buffered_amount` to apply backpressure yourself.
+        While it is above ``write_limit``, reading pauses, so a listener that
+        answers each message stops being called until the peer reads.
 
         Raises:
             ConnectionClosed: The connection is closing or closed.
@@ -330,6 +342,16 @@ class Connection(asyncio.Protocol):
             raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes-like")
         if not self._dispatching:
             self._flush(core)
+
+    @property
+    def is_reading_paused(self) -> bool:
+        """Whether reading from the socket is paused.
+
+        It is while ``max_queue`` messages wait for ``recv()``, and while the
+        write buffer is above ``write_limit`` (a peer that doesn't read what we
+        send gets nothing more read from it).
+        """
+        return self._messages.is_reading_paused
 
     @property
     def buffered_amount(self) -> int:
@@ -506,6 +528,15 @@ class Connection(asyncio.Protocol):
             finally:
                 self._dispatching = False
         self._flush(core)
+        if self._corked is not None and not self._lost:
+            # What this read made us write (pongs, a listener's answers) would go
+            # out at the end of the turn, after more reads. If it takes the
+            # buffer past the write limit, write it now: pause_writing then stops
+            # reading before the next read, which bounds the buffer to the limit
+            # plus one read's answers.
+            buffered = self._transport.get_write_buffer_size()
+            if buffered + self._corked_size >= self._settings.write_high:
+                self._uncork()
 
     def eof_received(self) -> None:
         """Tell the core the peer closed its side; the transport then closes."""
@@ -544,12 +575,22 @@ class Connection(asyncio.Protocol):
             self._settings.logger.debug("connection closed: %s", self._describe_close(exc))
 
     def pause_writing(self) -> None:
-        """Make ``send()`` wait until the transport's buffer drains."""
+        """Make ``send()`` wait, stop reading, and hold pongs until the buffer drains."""
         self._paused = True
+        core = self._core
+        if core is not None:
+            core.pause_output()
+        self._messages.pause_for_writes()
 
     def resume_writing(self) -> None:
-        """Let waiting ``send()`` calls return."""
+        """Let waiting ``send()`` calls return; send the pong held meanwhile; read again."""
         self._paused = False
+        core = self._core
+        if core is not None:
+            core.resume_output()
+            if core.pong_held:
+                self._flush(core)
+        self._messages.resume_for_writes()
         waiters, self._drain_waiters = self._drain_waiters, None
         for waiter in waiters or ():
             if not waiter.done():
@@ -575,6 +616,8 @@ class Connection(asyncio.Protocol):
             defer_close=True,
             logger=settings.logger,
         )
+        if self._paused:  # the 101 response alone filled the write buffer
+            self._core.pause_output()
         self.subprotocol = negotiated.subprotocol
         self._buffer = None
         if self._timer is not None:

@@ -11,6 +11,12 @@ Messages arrive whole from the sans-I/O core, so the queue holds ``str`` and
 When the buffer reaches its high water mark, the queue pauses reading from the
 transport, which makes TCP flow control push back on the peer; it resumes
 reading once the application has drained the buffer to the low water mark.
+
+The queue owns the transport's reading switch, and reading has two reasons to
+pause: a full queue, and a write buffer above its high-water mark (the
+connection calls :meth:`MessageQueue.pause_for_writes`: whatever we read could
+make us write, pongs included). Each reason is a bit; reading resumes only when
+neither holds, so one never un-pauses what the other paused.
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ from ..exceptions import ConcurrencyError, ConnectionClosedOK
 from ..typing import Data
 
 __all__ = ["MessageQueue"]
+
+# Why reading is paused: bits of MessageQueue._paused.
+_QUEUE_FULL = 1
+_WRITES_BLOCKED = 2
 
 
 class MessageQueue:
@@ -44,7 +54,8 @@ class MessageQueue:
         self._low = low
         self._messages: collections.deque[Data] | None = None
         self._waiter: asyncio.Future[Data | None] | None = None
-        self._paused = False
+        # Why reading is paused: _QUEUE_FULL and/or _WRITES_BLOCKED; 0 when reading.
+        self._paused = 0
         # Once the stream ends: builds the exception get() raises when empty.
         self._closed: Callable[[], BaseException] | None = None
 
@@ -56,6 +67,11 @@ class MessageQueue:
     def is_closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._closed is not None
+
+    @property
+    def is_reading_paused(self) -> bool:
+        """Whether reading from the transport is paused, for either reason."""
+        return self._paused != 0
 
     @property
     def has_waiter(self) -> bool:
@@ -81,8 +97,8 @@ class MessageQueue:
             messages = self._messages = collections.deque()
         messages.append(message)
         high = self._high
-        if high is not None and len(messages) >= high and not self._paused:
-            self._pause()
+        if high is not None and len(messages) >= high and not self._paused & _QUEUE_FULL:
+            self._pause(_QUEUE_FULL)
 
     def close(self, exc: Callable[[], BaseException]) -> None:
         """Mark the end of the stream; once the buffer is empty, :meth:`get` raises.
@@ -104,14 +120,31 @@ class MessageQueue:
             waiter.set_result(None)
 
     def release(self) -> None:
-        """Stop pausing the transport, and resume it if it is paused.
+        """Stop pausing the transport for a full queue, and resume it if that paused it.
 
         Called when the closing handshake starts: the peer's close frame must be
-        read even if the application stopped reading messages.
+        read even if the application stopped reading messages. A pause for
+        blocked writes stays until :meth:`resume_for_writes`: the peer that
+        doesn't read what we write gets nothing more read from it either.
         """
         self._high = None
-        if self._paused:
-            self._resume()
+        if self._paused & _QUEUE_FULL:
+            self._resume(_QUEUE_FULL)
+
+    def pause_for_writes(self) -> None:
+        """Pause reading while the transport's write buffer is above its high-water mark.
+
+        Anything read could make us write (answers to pings, replies, echoes),
+        so a peer that doesn't read our output gets nothing more read from it:
+        TCP pushes back on it, and what it can make us buffer stays bounded.
+        """
+        if not self._paused & _WRITES_BLOCKED:
+            self._pause(_WRITES_BLOCKED)
+
+    def resume_for_writes(self) -> None:
+        """Undo :meth:`pause_for_writes`; reading resumes unless the queue is full too."""
+        if self._paused & _WRITES_BLOCKED:
+            self._resume(_WRITES_BLOCKED)
 
     # --- consumer side (recv) -------------------------------------------------------------
 
@@ -121,8 +154,8 @@ class MessageQueue:
         if not messages:
             return None
         message = messages.popleft()
-        if self._paused and len(messages) <= self._low:
-            self._resume()
+        if self._paused & _QUEUE_FULL and len(messages) <= self._low:
+            self._resume(_QUEUE_FULL)
         return message
 
     async def get(self) -> Data:
@@ -184,15 +217,19 @@ class MessageQueue:
             messages = self._messages = collections.deque()
         messages.appendleft(message)
 
-    def _pause(self) -> None:
+    def _pause(self, reason: int) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        self._paused = True
-        transport.pause_reading()
+        was_paused = self._paused
+        self._paused = was_paused | reason
+        if not was_paused:
+            transport.pause_reading()
 
-    def _resume(self) -> None:
-        self._paused = False
+    def _resume(self, reason: int) -> None:
+        self._paused &= ~reason
+        if self._paused:
+            return  # the other reason still holds
         transport = self._transport
         if transport is None or transport.is_closing():
             return

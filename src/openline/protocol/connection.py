@@ -27,6 +27,13 @@ Receiving never raises for anything the peer sends: a violation queues the
 right close frame and is kept in :attr:`~Connection.protocol_error` for the I/O
 layer to re-raise. Local misuse, such as sending after closing, raises
 :class:`~openline.exceptions.InvalidState` at once.
+
+Answers to pings are bounded: while the I/O layer reports that it can't write
+(:meth:`~Connection.pause_output`), or while many chunks already wait in
+:meth:`~Connection.data_to_send` (one read full of pings), the core keeps only
+the pong for the most recent ping (RFC 6455, section 5.5.3) and queues it once
+output is possible again. A peer that pings without reading therefore costs a
+constant amount of memory here, whatever its number of pings.
 """
 
 from __future__ import annotations
@@ -89,6 +96,11 @@ _MASK_POOL_SIZE = 4096
 # than one: joining them would copy the payload once more, and the transport
 # writes both with one writev. Never 0: an empty chunk means "half-close".
 _SPLIT_FRAME_SIZE = 16384
+# Once this many chunks wait in data_to_send(), answers to further pings are
+# coalesced into one (section 5.5.3): one read full of pings then costs at most
+# this many pongs plus one, not a pong per ping. A peer that pings a few times in
+# a row still gets every answer.
+_PONG_BURST = 32
 
 
 class Side(enum.Enum):
@@ -138,6 +150,7 @@ class Connection:
         "_eof_received",
         "_eof_sent",
         "_events",
+        "_held_pong",
         "_is_client",
         "_mask_pool",
         "_mask_pos",
@@ -146,6 +159,7 @@ class Connection:
         "_msg_opcode",
         "_msg_size",
         "_output",
+        "_output_paused",
         "_partial_checked",
         "_pending_close",
         "_pending_is_failure",
@@ -194,6 +208,10 @@ class Connection:
         self._discarding = False  # after a close frame or a failure: ignore input
         self._eof_received = False
         self._eof_sent = False
+        # Flow control of our answers to pings (see pause_output): the payload of
+        # the most recent ping not answered yet, while pongs are coalesced.
+        self._output_paused = False
+        self._held_pong: bytes | None = None
 
         # The message being received.
         self._msg_opcode = 0  # 0: none; _TEXT or _BINARY while one is in progress
@@ -237,6 +255,16 @@ class Connection:
     def eof_sent(self) -> bool:
         """Whether the end of stream was queued in :meth:`data_to_send`."""
         return self._eof_sent
+
+    @property
+    def output_paused(self) -> bool:
+        """Whether the I/O layer reported that it can't write (:meth:`pause_output`)."""
+        return self._output_paused
+
+    @property
+    def pong_held(self) -> bool:
+        """Whether the answer to a ping waits until output is possible (:meth:`pause_output`)."""
+        return self._held_pong is not None
 
     @property
     def close_pending(self) -> bool:
@@ -430,6 +458,25 @@ class Connection:
             self.close_rcvd_then_sent = True
             self._send_close_frame(close)
 
+    def pause_output(self) -> None:
+        """Tell the core that its output can't be written for now.
+
+        The I/O layer calls this when its write buffer is above its high-water
+        mark. Until :meth:`resume_output`, pings are answered with at most one
+        pong, for the most recent ping, which :meth:`data_to_send` returns once
+        output resumes (RFC 6455, section 5.5.3: a pong may answer only the most
+        recent ping). Data frames and close frames are queued as usual: their
+        flow control belongs to the application.
+        """
+        self._output_paused = True
+
+    def resume_output(self) -> None:
+        """Tell the core that its output can be written again; see :meth:`pause_output`.
+
+        The pong held back meanwhile, if any, comes with the next :meth:`data_to_send`.
+        """
+        self._output_paused = False
+
     # --- public output --------------------------------------------------------------------
 
     def events_received(self) -> list[Event]:
@@ -442,7 +489,11 @@ class Connection:
 
         The chunks are to be written in order as one stream; they needn't be
         whole frames (a large frame comes as its header and its payload).
+        A pong held back (see :meth:`pause_output`) comes last, unless output
+        is paused.
         """
+        if self._held_pong is not None and not self._output_paused:
+            self._release_pong()
         output, self._output = self._output, None
         return [] if output is None else output
 
@@ -681,7 +732,7 @@ class Connection:
             # Section 5.5.2: answer a ping with a pong carrying the same data,
             # unless our close frame already went out.
             if self.close_sent is None:
-                self._send_control(_PONG, payload)
+                self._answer_ping(payload)
         elif opcode == _PONG:
             self._emit(Pong(payload))
         elif opcode == _CLOSE:
@@ -714,6 +765,29 @@ class Connection:
             self._state = State.CLOSING
             if not self._is_client:
                 self._send_eof()
+
+    def _answer_ping(self, payload: bytes) -> None:
+        """Queue the pong for a ping, or hold it while output is blocked or piling up.
+
+        Section 5.5.3: when several pings are unanswered, answering only the most
+        recent one is enough. Holding at most one pong bounds what a peer that
+        pings without reading can make us keep.
+        """
+        output = self._output
+        if (
+            self._output_paused
+            or self._held_pong is not None
+            or (output is not None and len(output) >= _PONG_BURST)
+        ):
+            self._held_pong = payload
+            return
+        self._send_control(_PONG, payload)
+
+    def _release_pong(self) -> None:
+        """Queue the held pong, if any: before a close frame or the end of stream, or on resume."""
+        payload, self._held_pong = self._held_pong, None
+        if payload is not None:
+            self._queue(self._encode(_PONG | 0x80, payload))
 
     # --- private: sending -----------------------------------------------------------------
 
@@ -792,6 +866,7 @@ class Connection:
         return self._mask_pool[pos : pos + 4]
 
     def _send_close_frame(self, close: Close) -> None:
+        self._release_pong()  # nothing may follow our close frame (section 5.5.1)
         self.close_sent = close
         self._state = State.CLOSING
         self._queue(self._encode(_CLOSE | 0x80, close.serialize()))
@@ -819,6 +894,7 @@ class Connection:
         if self._state is State.CLOSED:
             return
         if self.close_sent is None and not self._eof_sent:
+            self._release_pong()  # nothing may follow our close frame (section 5.5.1)
             self.close_sent = close
             self._queue(self._encode(_CLOSE | 0x80, close.serialize()))
         self._state = State.CLOSING
@@ -827,6 +903,7 @@ class Connection:
             self._send_eof()
 
     def _send_eof(self) -> None:
+        self._release_pong()
         self._eof_sent = True
         self._queue(b"")
 
