@@ -375,6 +375,12 @@ class Connection(asyncio.Protocol):
         :attr:`is_writable` first and builds a frame valid for this connection's
         :attr:`extensions`. Nothing waits for the write buffer to drain.
         """
+        if self._corked is None and self._transport.get_write_buffer_size():
+            # The kernel's queue is full, so the transport only appends to its
+            # buffer: corking would add work and save no system call. In order,
+            # since nothing of this turn is corked.
+            self._transport.write(frame)
+            return
         self._write([frame])
 
     def send_payload_nowait(self, payload: bytes, *, text: bool) -> None:
