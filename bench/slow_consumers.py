@@ -24,8 +24,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import json
+import logging
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -39,10 +42,29 @@ CHANNEL = "firehose"
 # --- the hub process ------------------------------------------------------------------
 
 
+class EvictionReasons(logging.Handler):
+    """Counts the hub's "closing <client>: <reason>" log lines by reason."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.reasons: collections.Counter[str] = collections.Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "closing %s: %s" and isinstance(record.args, tuple):
+            reason = str(record.args[1])
+            # "slow consumer: 1068207 bytes unsent" -> "slow consumer: N bytes unsent"
+            self.reasons[re.sub(r"[0-9.]+", "N", reason)] += 1
+
+
 async def serve_hub(args: argparse.Namespace) -> None:
     """Run a hub on 127.0.0.1:0, print its port, report evictions until stdin closes."""
     from openline.hub import Hub
 
+    reasons = EvictionReasons()
+    hub_logger = logging.getLogger("openline.hub")
+    hub_logger.addHandler(reasons)
+    hub_logger.setLevel(logging.INFO)
+    hub_logger.propagate = False
     options: dict[str, Any] = json.loads(args.hub_options)
     hub = Hub(rate_limit=None, max_errors=None, **options)
     async with hub.serve("127.0.0.1", 0) as server:
@@ -58,6 +80,7 @@ async def serve_hub(args: argparse.Namespace) -> None:
                 print(json.dumps({"evicted": count, "at": time.monotonic()}), flush=True)
             await asyncio.sleep(0.01)
     await hub.close()
+    print(json.dumps({"reasons": dict(reasons.reasons)}), flush=True)
 
 
 # --- raw clients ----------------------------------------------------------------------
@@ -217,12 +240,16 @@ async def run(args: argparse.Namespace) -> None:
     assert hub.stdout is not None and hub.stdin is not None
     port = json.loads(await hub.stdout.readline())["port"]
     evictions: list[tuple[int, float]] = []
+    reasons: dict[str, int] = {}
 
     async def read_hub() -> None:
         assert hub.stdout is not None
         while line := await hub.stdout.readline():
             report = json.loads(line)
-            evictions.append((report["evicted"], report["at"]))
+            if "reasons" in report:
+                reasons.update(report["reasons"])
+            else:
+                evictions.append((report["evicted"], report["at"]))
 
     hub_reader = asyncio.create_task(read_hub())
     slow: list[socket.socket] = []
@@ -272,6 +299,8 @@ async def run(args: argparse.Namespace) -> None:
         )
     else:
         print(f"evicted: 0 of {args.slow}")
+    for reason, count in sorted(reasons.items()):
+        print(f"  {count} x {reason}")
     latencies = [value for result in results for value in result["latencies"]]
     complete = sum(1 for result in results if result["complete"])
     if latencies:

@@ -32,7 +32,7 @@ DEFAULT_MAX_BUFFER = 2**20
 DEFAULT_SEND_BUFFER = 65536
 #: Seconds a subscriber whose kernel send queue is full may go without its TCP
 #: acknowledging a byte.
-DEFAULT_SLOW_CONSUMER_TIMEOUT = 0.5
+DEFAULT_SLOW_CONSUMER_TIMEOUT = 0.25
 
 
 def check_positive(name: str, value: float) -> float:
