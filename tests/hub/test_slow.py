@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from openline.exceptions import ConnectionClosed
+from openline.hub import Hub
 from openline.hub.backends.base import Engine
 from openline.protocol.connection import Connection as Core
 from openline.protocol.connection import Side
@@ -215,3 +216,17 @@ async def test_broadcast_reaches_plain_and_compressed_clients_alike(
             await raw.close()
         # Per publish: once for the three no-context-takeover clients, once for the other.
         assert calls == 3 * 2
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("slow_consumer_timeout", 0),
+        ("slow_consumer_timeout", -1.0),
+        ("send_buffer", 1024),
+        ("max_buffer", 0),
+    ],
+)
+def test_slow_consumer_limits_are_checked(argument: str, value: float) -> None:
+    with pytest.raises(ValueError, match=argument):
+        Hub(**{argument: value})
