@@ -171,22 +171,25 @@ class Fanout:
         prepared = Broadcast(frame, text=True)
         watch = self._max_buffer is not None or self._timeout is not None
         written = 0
-        behind: list[Session] | None = None
+        behind: list[tuple[Session, int]] | None = None
         for session in sessions:
             ws = session.ws
             if not prepared.write(ws):
                 continue
             written += 1
+            if not watch:
+                continue
             # Non-empty only once the kernel refused bytes: its queue is full.
-            if watch and ws.buffered_amount:
+            buffered = ws.buffered_amount
+            if buffered:
                 if behind is None:
                     behind = []
-                behind.append(session)
+                behind.append((session, buffered))
         self.stats.messages_out += written
         if behind is not None:
             # After the loop: evicting changes the channel's sets being iterated.
-            for session in behind:
-                self._check_behind(session)
+            for session, buffered in behind:
+                self._check_behind(session, buffered)
 
     def evict(self, session: Session, why: str = "slow consumer") -> None:
         """Stop all sending to ``session`` and close its connection (see the module)."""
@@ -210,12 +213,11 @@ class Fanout:
 
     # --- private: watching subscribers that fell behind --------------------------------
 
-    def _check_behind(self, session: Session) -> None:
-        """Called after a write left bytes in the transport's buffer."""
-        ws = session.ws
-        buffered = ws.buffered_amount
+    def _check_behind(self, session: Session, buffered: int) -> None:
+        """Called after a write left ``buffered`` bytes in the transport's buffer."""
         entry = self._behind.get(session)
         if entry is None:
+            ws = session.ws
             kernel = ws.outgoing_amount() - buffered
             entry = _Behind(time.monotonic(), ws.acked_amount(), buffered, kernel)
             self._behind[session] = entry
