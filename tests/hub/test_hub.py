@@ -84,6 +84,7 @@ async def test_metrics_count_connections_and_messages(engine: Engine) -> None:
             "messages_out": 5,
             "publishes": 1,
             "slow_consumers": 0,
+            "slow_consumer_resets": 0,
             "abuse_closes": 0,
         }
         await writer.close()

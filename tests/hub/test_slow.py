@@ -9,23 +9,20 @@ from typing import Any
 
 import pytest
 
-from openline.asyncio.server import ServerConnection
 from openline.exceptions import ConnectionClosed
+from openline.hub import Hub
 from openline.hub.backends.base import Engine
 from openline.protocol.connection import Connection as Core
 from openline.protocol.connection import Side
 from openline.protocol.events import TextMessage
 from openline.protocol.extensions.deflate import ClientPerMessageDeflateFactory, PerMessageDeflate
 from openline.protocol.handshake import ClientHandshake
-from openline.protocol.http11 import Request, parse_response
+from openline.protocol.http11 import parse_response
 
-from .helpers import TIMEOUT, HubClient, RunningHub, run_hub
+from .helpers import MS, TIMEOUT, HubClient, RunningHub, run_hub
 
-
-def small_send_buffer(connection: ServerConnection, request: Request) -> None:
-    """Shrink the kernel's send buffer, so that a stalled reader fills ours quickly."""
-    sock = connection._transport.get_extra_info("socket")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+#: A small kernel send queue, so that a stalled reader fills it quickly.
+SMALL_SEND_BUFFER = 16384
 
 
 async def stalled_client(running: RunningHub) -> HubClient:
@@ -37,9 +34,8 @@ async def stalled_client(running: RunningHub) -> HubClient:
     return await running.client(sock=sock)
 
 
-async def test_a_slow_consumer_is_closed_with_1013_and_nobody_else_waits(engine: Engine) -> None:
-    serve = {"process_request": small_send_buffer}
-    async with run_hub(engine, max_buffer=65536, serve=serve) as running:
+async def test_a_slow_consumer_is_reset_and_nobody_else_waits(engine: Engine) -> None:
+    async with run_hub(engine, max_buffer=65536, send_buffer=SMALL_SEND_BUFFER) as running:
         slow = await stalled_client(running)
         await slow.subscribe("firehose")
         fast = await running.client()
@@ -70,36 +66,63 @@ async def test_a_slow_consumer_is_closed_with_1013_and_nobody_else_waits(engine:
         reader.cancel()
         assert [m["offset"] for m in received] == list(range(1, published + 1))
 
-        # The slow client reads again: what was buffered, in order, then the close.
+        # Its kernel queue was full: no close frame could get through, so the
+        # server reset the connection. What reached the client is in order.
         slow.ws._transport.resume_reading()
         offsets = []
         with pytest.raises(ConnectionClosed) as caught:
             while True:
                 offsets.append((await slow.expect("message"))["offset"])
-        assert caught.value.code == 1013
-        assert caught.value.reason == "slow consumer"
+        assert caught.value.code == 1006
         assert offsets == list(range(1, len(offsets) + 1))
         assert len(offsets) < published
         metrics = running.hub.metrics()
         assert metrics["slow_consumers"] == 1
+        assert metrics["slow_consumer_resets"] == 1
         # Only the fast subscriber is left in the channel.
         (left,) = running.hub._channels["firehose"].live
         assert left.client == fast.welcome["client"]
 
 
-async def test_a_slow_consumer_can_be_told_not_to_come_back(engine: Engine) -> None:
-    serve = {"process_request": small_send_buffer}
-    async with run_hub(engine, max_buffer=8192, slow_consumer_code=1008, serve=serve) as running:
+async def test_a_stalled_subscriber_is_evicted_after_the_timeout(engine: Engine) -> None:
+    # max_buffer is out of reach: only the time criterion can evict it.
+    hub_kwargs: dict[str, Any] = {
+        "max_buffer": 2**30,
+        "slow_consumer_timeout": 200 * MS,
+        "send_buffer": SMALL_SEND_BUFFER,
+    }
+    async with run_hub(engine, **hub_kwargs) as running:
         slow = await stalled_client(running)
         await slow.subscribe("firehose")
         slow.go_silent()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        published = 0
         while running.hub.metrics()["slow_consumers"] == 0:
-            await running.hub.publish("firehose", "y" * 4000)
-        slow.ws._transport.resume_reading()
+            await running.hub.publish("firehose", "z" * 4000)
+            published += 1
+            await asyncio.sleep(MS)
+            assert loop.time() - start < TIMEOUT, "the stalled subscriber was never evicted"
+        elapsed = loop.time() - start
+        print(f"stalled subscriber evicted after {elapsed:.3f} s and {published} messages")
+        assert running.hub.metrics()["slow_consumer_resets"] == 1
+
+
+async def test_an_evicted_subscriber_gets_the_close_code_when_it_can(engine: Engine) -> None:
+    async with run_hub(engine, slow_consumer_code=1008) as running:
+        client = await running.client()
+        await client.subscribe("firehose")
+        (session,) = running.hub._channels["firehose"].live
+        # Nothing is buffered for it: the close frame can reach it.
+        running.hub.fanout.evict(session)
         with pytest.raises(ConnectionClosed) as caught:
             while True:
-                await slow.recv()
+                await client.recv()
         assert caught.value.code == 1008
+        assert caught.value.reason == "slow consumer"
+        metrics = running.hub.metrics()
+        assert (metrics["slow_consumers"], metrics["slow_consumer_resets"]) == (1, 0)
+        assert "firehose" not in running.hub._channels
 
 
 # --- compression and the shared frame ---------------------------------------------------
@@ -193,3 +216,17 @@ async def test_broadcast_reaches_plain_and_compressed_clients_alike(
             await raw.close()
         # Per publish: once for the three no-context-takeover clients, once for the other.
         assert calls == 3 * 2
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("slow_consumer_timeout", 0),
+        ("slow_consumer_timeout", -1.0),
+        ("send_buffer", 1024),
+        ("max_buffer", 0),
+    ],
+)
+def test_slow_consumer_limits_are_checked(argument: str, value: float) -> None:
+    with pytest.raises(ValueError, match=argument):
+        Hub(**{argument: value})

@@ -14,17 +14,18 @@ writes the same ``bytes`` object to every transport. Compression changes that:
 
 Writing never waits: a slow reader's transport buffer grows instead. Callers
 bound it themselves by reading :func:`buffered_amount` after writing (the hub's
-slow-consumer policy does this).
+:mod:`~openline.hub.fanout` does this, with the kernel's queue too).
 
-This module reaches into :class:`~openline.asyncio.connection.Connection`
-internals (its core and transport) on purpose: it is part of the same layer.
+Only the public seams of :class:`~openline.asyncio.connection.Connection` are
+used: :attr:`~.Connection.is_writable`, :attr:`~.Connection.extensions`,
+:meth:`~.Connection.write_frame_nowait`, :meth:`~.Connection.send_payload_nowait`,
+:meth:`~.Connection.wait_fragments_sent` and :meth:`~.Connection.drain`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ..protocol.connection import State
 from ..protocol.extensions.base import Extension
 from ..protocol.extensions.deflate import PerMessageDeflate
 from ..protocol.frames import Frame, Opcode, serialize_frame
@@ -32,8 +33,6 @@ from ..typing import DataLike
 from .connection import Connection
 
 __all__ = ["Broadcast", "broadcast", "buffered_amount"]
-
-_OPEN = State.OPEN
 
 #: The compression parameters that decide a no-context-takeover frame's bytes.
 _DeflateKey = tuple[int, int, int, int]
@@ -82,10 +81,10 @@ class Broadcast:
             is in the middle of sending a fragmented message (the frame can't be
             interleaved with its fragments); ``True`` otherwise.
         """
-        lock = connection._send_lock
-        if lock is not None and lock.locked():
+        if not connection.is_writable:
             return False
-        return self._write(connection)
+        self._write(connection)
+        return True
 
     async def send(self, connection: Connection) -> None:
         """Write the message to ``connection`` and respect its flow control.
@@ -97,38 +96,22 @@ class Broadcast:
         Raises:
             ConnectionClosed: The connection is closing or closed.
         """
-        lock = connection._send_lock
-        if lock is not None and lock.locked():
-            async with lock:
-                await self._send(connection)
-            return
-        await self._send(connection)
+        await connection.wait_fragments_sent()
+        if connection.is_writable:
+            self._write(connection)
+        await connection.drain()  # raises ConnectionClosed if it wasn't writable
 
-    async def _send(self, connection: Connection) -> None:
-        if not self._write(connection):
-            await connection._raise_closed()
-        if connection._paused:
-            await connection._drain()
-
-    def _write(self, connection: Connection) -> bool:
-        core = connection._core
-        if core is None or core.state is not _OPEN or connection._lost:
-            return False
-        extensions = core.extensions
+    def _write(self, connection: Connection) -> None:
+        extensions = connection.extensions
         if not extensions:
-            connection._write([self.frame])
-            return True
+            connection.write_frame_nowait(self.frame)
+            return
         shared = _shared_deflate(extensions)
         if shared is None:
             # Per-connection compression state: only this connection's core can encode it.
-            if self._opcode is Opcode.TEXT:
-                core.send_text(self.payload)
-            else:
-                core.send_binary(self.payload)
-            connection._flush(core)
-            return True
-        connection._write([self._compressed_frame(*shared)])
-        return True
+            connection.send_payload_nowait(self.payload, text=self._opcode is Opcode.TEXT)
+            return
+        connection.write_frame_nowait(self._compressed_frame(*shared))
 
     def _compressed_frame(self, key: _DeflateKey, extension: PerMessageDeflate) -> bytes:
         cache = self._compressed

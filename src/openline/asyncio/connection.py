@@ -59,6 +59,7 @@ from collections.abc import (
     Coroutine,
     Iterable,
     Mapping,
+    Sequence,
 )
 from typing import Any, NoReturn, cast
 
@@ -66,11 +67,13 @@ from ..exceptions import ConcurrencyError, InvalidState
 from ..protocol.connection import Connection as Core
 from ..protocol.connection import Side, State
 from ..protocol.events import BinaryMessage, Event, Pong, TextMessage
+from ..protocol.extensions.base import Extension
 from ..protocol.frames import CloseCode
 from ..protocol.handshake import Negotiated
 from ..protocol.http11 import Request, Response, parse_request, parse_response
 from ..typing import Data, DataLike
 from .config import Settings
+from .kernel import bytes_acked, limit_send_buffer, reset_on_close, send_queue_size
 from .messages import MessageQueue
 
 __all__ = ["Connection"]
@@ -364,6 +367,128 @@ class Connection(asyncio.Protocol):
         if self._lost:
             return 0
         return self._transport.get_write_buffer_size()
+
+    # --- public API: seams for broadcast and the hub -----------------------------------
+
+    @property
+    def extensions(self) -> Sequence[Extension]:
+        """The negotiated extensions, in order; empty before the opening handshake."""
+        core = self._core
+        return () if core is None else core.extensions
+
+    @property
+    def is_writable(self) -> bool:
+        """Whether a message can be written now without waiting.
+
+        ``False`` when the connection isn't open, or while a fragmented message
+        is being sent (a frame can't be interleaved with its fragments).
+        """
+        core = self._core
+        if core is None or core.state is not _OPEN or self._lost:
+            return False
+        lock = self._send_lock
+        return lock is None or not lock.locked()
+
+    def write_frame_nowait(self, frame: bytes) -> None:
+        """Write an already serialized frame, unmasked, without waiting.
+
+        For frames that many connections share (see
+        :mod:`~openline.asyncio.broadcast`): the caller checks
+        :attr:`is_writable` first and builds a frame valid for this connection's
+        :attr:`extensions`. Nothing waits for the write buffer to drain.
+        """
+        if self._corked is None and self._transport.get_write_buffer_size():
+            # The kernel's queue is full, so the transport only appends to its
+            # buffer: corking would add work and save no system call. In order,
+            # since nothing of this turn is corked.
+            self._transport.write(frame)
+            return
+        self._write([frame])
+
+    def send_payload_nowait(self, payload: bytes, *, text: bool) -> None:
+        """Encode and write one message through this connection's extensions.
+
+        Like :meth:`send_nowait` for a payload that is already bytes: ``text``
+        sends them as a text message, so they must be valid UTF-8.
+
+        Raises:
+            ConnectionClosed: The connection is closing or closed.
+        """
+        core = self._core
+        if core is None or core.state is not _OPEN:
+            raise self._close_exc()
+        if text:
+            core.send_text(payload)
+        else:
+            core.send_binary(payload)
+        self._flush(core)
+
+    async def wait_fragments_sent(self) -> None:
+        """Wait until no fragmented message is being sent; return at once if none is."""
+        lock = self._send_lock
+        if lock is not None and lock.locked():
+            async with lock:
+                pass
+
+    async def drain(self) -> None:
+        """Wait while the transport's buffer is above ``write_limit``.
+
+        Raises:
+            ConnectionClosed: The connection is closing or closed.
+        """
+        core = self._core
+        if core is None or core.state is not _OPEN or self._lost:
+            await self._raise_closed()
+        if self._paused:
+            await self._drain()
+
+    def outgoing_amount(self) -> int:
+        """Bytes written and not yet acknowledged by the peer's TCP.
+
+        :attr:`buffered_amount` plus the kernel's send queue, read with the
+        ``SIOCOUTQ`` ioctl on Linux; elsewhere :attr:`buffered_amount` alone.
+        A system call: read it when it matters, not per message.
+        """
+        if self._lost:
+            return 0
+        kernel = send_queue_size(self._transport.get_extra_info("socket"))
+        return self._transport.get_write_buffer_size() + (kernel or 0)
+
+    def acked_amount(self) -> int | None:
+        """Bytes the peer's TCP acknowledged so far; ``None`` where unknown.
+
+        It stops growing when the peer stops reading (its receive window is
+        full): the sign of a stalled reader. Linux only (``TCP_INFO``).
+        """
+        if self._lost:
+            return None
+        return bytes_acked(self._transport.get_extra_info("socket"))
+
+    def limit_send_buffer(self, size: int) -> int | None:
+        """Bound the kernel's send queue (``SO_SNDBUF``) to about ``size`` bytes.
+
+        Without it the kernel grows a socket's send buffer up to several MiB for
+        a peer that doesn't read, beyond what :attr:`buffered_amount` shows.
+
+        Returns:
+            What the kernel granted (Linux reports twice the request), or
+            ``None`` if the transport has no socket that takes the option.
+        """
+        if self._lost:
+            return None
+        return limit_send_buffer(self._transport.get_extra_info("socket"), size)
+
+    def abort(self) -> None:
+        """Drop the connection at once with a TCP reset (RST), without a close frame.
+
+        ``SO_LINGER`` (1, 0) makes the kernel discard the socket's send queue
+        instead of trying to deliver it to a peer that may never read: the
+        memory is freed at once. Waiters see the connection closed with 1006.
+        """
+        if self._lost:
+            return
+        reset_on_close(self._transport.get_extra_info("socket"))
+        self._transport.abort()
 
     # --- public API: sending -----------------------------------------------------------
 

@@ -6,7 +6,8 @@ fanning it out:
 
 * an offset it delivered already is a duplicate and is dropped;
 * the next offset is delivered: its JSON is built once and its frame written
-  to every live subscriber (see :meth:`Hub._fanout`);
+  to every live subscriber (see :meth:`Fanout.write_all
+  <openline.hub.fanout.Fanout.write_all>`);
 * a later offset, or a new epoch, means the live feed skipped something: the
   channel holds live messages back, reads the missing ones from history,
   delivers them in order, then releases what it held. What history no longer
@@ -103,6 +104,7 @@ class Channel:
         "_count_timer",
         "counts_only",
         "epoch",
+        "fanout",
         "held",
         "hub",
         "last",
@@ -118,6 +120,8 @@ class Channel:
 
     def __init__(self, hub: Hub, name: str) -> None:
         self.hub = hub
+        #: Where the channel's frames go: the hub's one owner of sending.
+        self.fanout = hub.fanout
         self.name = name
         self.name_json = encode_str(name)
         #: Subscribers that get every message as it is delivered.
@@ -190,16 +194,16 @@ class Channel:
         """
         sync.epoch, sync.last = result.epoch, result.last_offset
         items = sync.items
-        hub = self.hub
+        fanout = self.fanout
         while items:
             message, frame = items.popleft()
             sync.size -= len(frame)
             if not isinstance(message, Message):
                 if not 0 < message <= sync.presence_seq:  # not in the snapshot already
-                    await hub._send(session, frame)
+                    await fanout.send(session, frame)
                 continue
             for part in sync.advance(self.name, message, frame):
-                await hub._send(session, part)
+                await fanout.send(session, part)
         # No await from here: nothing can arrive between the last item and going live.
         if session.closing:
             return  # the slow-consumer policy removed it while we awaited
@@ -270,12 +274,12 @@ class Channel:
         frame = encode_message(self.name_json, message)
         # Live subscribers first: a syncing one that catches up with this message
         # joins them below, and must not get it twice.
-        self.hub._fanout(frame, self.live)
+        self.fanout.write_all(frame, self.live)
         if self.syncing:
             for session, sync in list(self.syncing.items()):
                 if sync.ready:
                     for part in sync.advance(self.name, message, frame):
-                        self.hub._write(session, part)
+                        self.fanout.write(session, part)
                     self._settle(session, sync)
                 else:
                     self._queue(session, sync, message, frame)
@@ -319,7 +323,7 @@ class Channel:
             return
         frame = encode_gap(self.name, epoch, (self.epoch, self.last), offset)
         self.epoch, self.last = epoch, offset - 1
-        self.hub._fanout(frame, self.live)
+        self.fanout.write_all(frame, self.live)
 
     def _stop_waiting(self, session: Session, sync: Sync) -> None:
         """The presence events didn't catch up in time (an engine outage?): go live anyway."""
@@ -329,9 +333,8 @@ class Channel:
     def _queue(self, session: Session, sync: Sync, message: Message | int, frame: bytes) -> None:
         sync.items.append((message, frame))
         sync.size += len(frame)
-        limit = self.hub._max_buffer
-        if limit is not None and sync.size > limit:
-            self.hub._overflow(session)
+        if self.fanout.exceeds_buffer(sync.size):
+            self.fanout.evict(session, "slow consumer: its history queue overflowed")
 
     def _settle(self, session: Session, sync: Sync) -> None:
         """Make a ready subscriber live once it has caught up with the channel."""
@@ -351,7 +354,7 @@ class Channel:
             sync.timer = None
         if sync.last < self.last:
             # Can't happen when the engine keeps its contract; never hide it.
-            self.hub._write(
+            self.fanout.write(
                 session, encode_gap(self.name, self.epoch, (sync.epoch, sync.last), self.last + 1)
             )
         del self.syncing[session]
@@ -402,5 +405,5 @@ class Channel:
                 if not sync.ready:
                     self._queue(session, sync, seq, frame)
                 elif not 0 < seq <= sync.presence_seq:
-                    self.hub._write(session, frame)
-        self.hub._fanout(frame, self.watchers)
+                    self.fanout.write(session, frame)
+        self.fanout.write_all(frame, self.watchers)

@@ -9,6 +9,8 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
+    "DEFAULT_SEND_BUFFER",
+    "DEFAULT_SLOW_CONSUMER_TIMEOUT",
     "check_budget",
     "check_positive",
     "check_positive_int",
@@ -22,8 +24,15 @@ DEFAULT_PING_INTERVAL = 10.0
 DEFAULT_PING_TIMEOUT = 10.0
 #: Largest client message, in bytes.
 DEFAULT_MAX_MESSAGE_SIZE = 65536
-#: High-water mark of a connection's outgoing buffer, in bytes.
+#: High-water mark of what a connection holds unsent (transport buffer and
+#: kernel send queue), in bytes.
 DEFAULT_MAX_BUFFER = 2**20
+#: ``SO_SNDBUF`` requested per hub connection, in bytes (Linux grants twice
+#: this, bookkeeping included: about 96 KB of payload).
+DEFAULT_SEND_BUFFER = 65536
+#: Seconds a subscriber whose kernel send queue is full may go without its TCP
+#: acknowledging a byte.
+DEFAULT_SLOW_CONSUMER_TIMEOUT = 0.25
 
 
 def check_positive(name: str, value: float) -> float:

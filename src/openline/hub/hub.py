@@ -16,8 +16,8 @@ How a connection is served: the handshake hook authenticates it; then one
 coroutine per connection reads its messages and handles them one at a time,
 in order (a subscribe completes, history included, before the next message is
 read). Replies wait for the connection's flow control; fan-out never waits: it
-writes the frame, encoded once, to every subscriber's transport, and applies
-the slow-consumer policy to subscribers whose buffer passed ``max_buffer``.
+writes the frame, encoded once, to every subscriber's transport, and
+:class:`~openline.hub.fanout.Fanout` applies the slow-consumer policy.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ..asyncio.broadcast import Broadcast, buffered_amount
+from ..asyncio.broadcast import Broadcast
 from ..asyncio.config import check_count, check_timeout
 from ..asyncio.server import ProcessRequest, ServerConnection, serve
 from ..exceptions import BackendUnavailable, ConnectionClosed
 from ..protocol.connection import State
-from ..protocol.frames import Close
 from ..protocol.http11 import Request, Response
 from ..typing import LoggerLike
 from . import wire
@@ -57,10 +56,13 @@ from .config import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
+    DEFAULT_SEND_BUFFER,
+    DEFAULT_SLOW_CONSUMER_TIMEOUT,
     check_budget,
     check_positive,
     check_positive_int,
 )
+from .fanout import Fanout
 from .metrics import Metrics
 from .presence import StateThrottle
 from .session import Hold, Session, Subscription
@@ -117,12 +119,20 @@ class Hub:
         max_errors: ``(errors, seconds)``: a connection that earns this many
             error replies within the window is closed with 1008. ``None`` never
             closes.
-        max_buffer: High-water mark in bytes of a connection's outgoing buffer;
-            fan-out to a connection beyond it applies the slow-consumer policy.
+        max_buffer: High-water mark in bytes of what a connection holds unsent:
+            its transport buffer and its kernel send queue together. Beyond
+            it the connection is evicted (see :mod:`openline.hub.fanout`).
             ``None`` disables it (memory may then grow without bound).
         slow_consumer_code: The policy: close with this code, 1013 (try again
             later) by default, so that the client redials and recovers from
-            history; 1008 tells it not to come back.
+            history; 1008 tells it not to come back. A connection whose kernel
+            queue is full gets a TCP reset instead.
+        slow_consumer_timeout: Seconds a subscriber may stay behind (its kernel
+            send queue full) without its TCP acknowledging a byte before it is
+            evicted; ``None`` disables this check.
+        send_buffer: ``SO_SNDBUF`` requested for each connection, in bytes, to
+            bound the kernel's send queue; ``None`` leaves the kernel's
+            autotuning (up to 4 MiB per connection on Linux).
         ping_interval: Seconds between keepalive pings; ``None`` disables them.
         ping_timeout: Seconds without a pong after which the connection is
             closed and its presence removed; ``None`` waits forever.
@@ -154,6 +164,8 @@ class Hub:
         max_errors: tuple[int, float] | None = (20, 10.0),
         max_buffer: int | None = DEFAULT_MAX_BUFFER,
         slow_consumer_code: int = 1013,
+        slow_consumer_timeout: float | None = DEFAULT_SLOW_CONSUMER_TIMEOUT,
+        send_buffer: int | None = DEFAULT_SEND_BUFFER,
         # timeouts
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
@@ -171,9 +183,6 @@ class Hub:
         self._max_subscriptions = check_count("max_subscriptions", max_subscriptions, minimum=1)
         self._rate_limit = check_budget("rate_limit", rate_limit)
         self._max_errors = check_budget("max_errors", max_errors)
-        self._max_buffer = check_count("max_buffer", max_buffer, minimum=1)
-        Close(slow_consumer_code, "").check()
-        self._slow_consumer_code = slow_consumer_code
         self._ping_interval = check_timeout("ping_interval", ping_interval)
         self._ping_timeout = check_timeout("ping_timeout", ping_timeout)
         self._parser = wire.Parser(
@@ -193,6 +202,18 @@ class Hub:
         self._channels: dict[str, Channel] = {}
         self._sessions: set[Session] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: The one owner of fan-out and of the slow-consumer policy.
+        self.fanout = Fanout(
+            self.stats,
+            channels=self._channels,
+            spawn=self._spawn,
+            leave=self._cleanup,
+            logger=self._logger,
+            max_buffer=max_buffer,
+            slow_consumer_code=slow_consumer_code,
+            slow_consumer_timeout=slow_consumer_timeout,
+            send_buffer=send_buffer,
+        )
         # Identities decided in the handshake hook, until the handler picks them up.
         self._identities: dict[ServerConnection, tuple[Identity, str]] = {}
 
@@ -340,6 +361,7 @@ class Hub:
             now=time.monotonic(),
         )
         self._sessions.add(session)
+        self.fanout.attach(ws)
         stats = self.stats
         stats.connections += 1
         stats.connections_total += 1
@@ -636,7 +658,7 @@ class Hub:
             # The token bucket: clients pace themselves below it (docs/protocol.md).
             "rate": None if rate is None else round(rate[0] / rate[1], 6),
             "burst": None if rate is None else rate[0],
-            "buffer": self._max_buffer,
+            "buffer": self.fanout.max_buffer,
         }
         welcome = {
             "type": "welcome",
@@ -656,46 +678,6 @@ class Hub:
         """
         await Broadcast(frame, text=True).send(session.ws)
         self.stats.messages_out += 1
-
-    def _write(self, session: Session, frame: bytes) -> None:
-        """Write one frame without waiting, under the slow-consumer policy."""
-        self._fanout(frame, (session,))
-
-    def _fanout(self, frame: bytes, sessions: dict[Session, None] | tuple[Session, ...]) -> None:
-        """Write one frame, encoded once, to many sessions, without waiting."""
-        if not sessions:
-            return
-        prepared = Broadcast(frame, text=True)
-        limit = self._max_buffer
-        written = 0
-        slow: list[Session] | None = None
-        for session in sessions:
-            ws = session.ws
-            if not prepared.write(ws):
-                continue
-            written += 1
-            if limit is not None and buffered_amount(ws) > limit:
-                if slow is None:
-                    slow = []
-                slow.append(session)
-        self.stats.messages_out += written
-        if slow is not None:
-            for session in slow:
-                self._overflow(session)
-
-    def _overflow(self, session: Session) -> None:
-        """Apply the slow-consumer policy: stop fan-out, close the connection."""
-        if session.closing:
-            return
-        session.closing = True
-        self.stats.slow_consumers += 1
-        self._logger.info("closing %s: slow consumer", session.client)
-        for ch in session.subs:
-            channel = self._channels.get(ch)
-            if channel is not None:
-                channel.remove(session)
-        self._spawn(session.ws.close(self._slow_consumer_code, "slow consumer"))
-        self._spawn(self._cleanup(session))
 
     # --- private: housekeeping ---------------------------------------------------------
 

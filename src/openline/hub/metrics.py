@@ -18,8 +18,11 @@ class Metrics:
             subscribers counts n).
         publishes: Messages stored, from clients and from server code; duplicates
             of an idempotent publish don't count.
-        slow_consumers: Connections closed because their outgoing buffer passed
-            the high-water mark.
+        slow_consumers: Connections evicted by the slow-consumer policy: what
+            they held unsent passed ``max_buffer``, or they stalled for
+            ``slow_consumer_timeout``.
+        slow_consumer_resets: Evicted connections dropped with a TCP reset
+            because their close frame couldn't get through.
         abuse_closes: Connections closed with 1008 for too many errors.
         errors: ``error`` replies sent, by code.
     """
@@ -32,6 +35,7 @@ class Metrics:
         "messages_in",
         "messages_out",
         "publishes",
+        "slow_consumer_resets",
         "slow_consumers",
     )
 
@@ -42,6 +46,7 @@ class Metrics:
         self.messages_out = 0
         self.publishes = 0
         self.slow_consumers = 0
+        self.slow_consumer_resets = 0
         self.abuse_closes = 0
         self.errors: collections.Counter[str] = collections.Counter()
 
@@ -54,6 +59,7 @@ class Metrics:
             "messages_out": self.messages_out,
             "publishes": self.publishes,
             "slow_consumers": self.slow_consumers,
+            "slow_consumer_resets": self.slow_consumer_resets,
             "abuse_closes": self.abuse_closes,
         }
         for code, count in sorted(self.errors.items()):
