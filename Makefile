@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8765
 # Pythons the core and interop tests also run on (CI runs them all).
-# `make fuzz`: seconds per harness (4 harnesses), and the harnesses.
+# `make fuzz`: seconds per harness, and the harnesses.
 FUZZ_TIME ?= 18
-FUZZ_HARNESSES ?= connection handshake wire deflate
+FUZZ_HARNESSES ?= connection handshake wire hub deflate
 MATRIX ?= $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3 $(HOME)/.pyenv/versions/3.12.*/bin/python3 $(HOME)/.pyenv/versions/3.13.*/bin/python3)
 
 .PHONY: help serve test test-matrix style types coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps e2e screenshot bench bench-quick bench-cluster clean

@@ -268,6 +268,55 @@ def wire_seeds() -> Seeds:
     yield "binary", b'\x01{"type":"ping"}'
 
 
+# --- the hub's dispatch -------------------------------------------------------------------
+
+
+def hub_seeds() -> Seeds:
+    """Conversations with the hub: newline-separated messages on one connection."""
+
+    def lines(*messages: object) -> bytes:
+        return b"\n".join(json.dumps(m, separators=(",", ":")).encode() for m in messages)
+
+    sub = {"type": "subscribe", "ch": "room", "presence": True, "rid": 1}
+    pub = {"type": "publish", "ch": "room", "data": {"n": 1}, "id": "m1", "rid": 2}
+    yield (
+        "chat",
+        lines(
+            sub,
+            pub,
+            pub,
+            {"type": "state", "ch": "room", "state": {"typing": True}},
+            {"type": "presence", "ch": "room", "rid": 3},
+            {"type": "state", "ch": "room", "state": None},
+            {"type": "unsubscribe", "ch": "room", "rid": 4},
+        ),
+    )
+    yield (
+        "resume",
+        lines(
+            {"type": "publish", "ch": "news", "data": "a"},
+            {"type": "subscribe", "ch": "news", "since": {"epoch": "old", "offset": 0}},
+            {"type": "subscribe", "ch": "other", "since": {"epoch": "x", "offset": 99}},
+        ),
+    )
+    yield (
+        "preconditions",
+        lines(
+            {"type": "unsubscribe", "ch": "room"},
+            {"type": "state", "ch": "room", "state": {}},
+            sub,
+            sub,
+            {"type": "presence", "ch": "nobody-here"},
+        ),
+    )
+    yield "malformed", b"\n".join(data[1:] for _, data in wire_seeds() if data[:1] == b"\x00")
+    yield "binary", b"\x00binary\n" + lines({"type": "ping"})
+    for name, data in wire_seeds():
+        if data[:1] == b"\x00":
+            yield f"one-{name}", data[1:]
+    yield "abuse", b"\n".join([b"{}"] * 25)
+
+
 # --- permessage-deflate -------------------------------------------------------------------
 
 
@@ -305,6 +354,7 @@ HARNESSES: dict[str, Callable[[], Seeds]] = {
     "connection": connection_seeds,
     "handshake": handshake_seeds,
     "wire": wire_seeds,
+    "hub": hub_seeds,
     "deflate": deflate_seeds,
 }
 
