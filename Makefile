@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8765
 # Pythons the core and interop tests also run on (CI runs them all).
 # `make fuzz`: seconds per harness, and the harnesses.
-FUZZ_TIME ?= 18
+FUZZ_TIME ?= 14
 FUZZ_HARNESSES ?= connection handshake wire hub deflate
 MATRIX ?= $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3 $(HOME)/.pyenv/versions/3.12.*/bin/python3 $(HOME)/.pyenv/versions/3.13.*/bin/python3)
 
@@ -22,7 +22,7 @@ help:
 	@echo "make style        ruff check and ruff format --check"
 	@echo "make types        mypy --strict on src/"
 	@echo "make coverage     the suite with branch coverage"
-	@echo "make fuzz         every atheris harness in fuzz/ for FUZZ_TIME (18) s each; CI runs it"
+	@echo "make fuzz         every atheris harness in fuzz/ for FUZZ_TIME (14) s each; CI runs it"
 	@echo "make e2e          the browser tests: the demo page in headless Chromium (apt: chromium)"
 	@echo "make screenshot   the browser tests, refreshing docs/demo.png"
 	@echo "make autobahn-all Autobahn|Testsuite including compression (sections 12-13, ~30 min)"
