@@ -33,6 +33,7 @@ import sys
 import time
 from typing import Any, TextIO, cast
 
+from ..exceptions import InvalidHandshake
 from ..protocol.connection import Connection, Side
 from ..protocol.events import Ping, TextMessage
 from ..protocol.frames import Close
@@ -185,7 +186,12 @@ class Subscriber(asyncio.Protocol):
             return
         response, used = parsed
         assert self._handshake is not None
-        self._handshake.process_response(response)  # raises on a refusal
+        try:
+            self._handshake.process_response(response)
+        except InvalidHandshake as exc:
+            self.subscribed.set_exception(ConnectionError(f"handshake refused: {exc}"))
+            self.abort()
+            return
         self._handshake = None
         rest, self._head = self._head[used:], b""
         self._core = core = Connection(Side.CLIENT)
@@ -217,7 +223,12 @@ async def open_subscribers(options: Options, port: int, tally: Tally) -> list[Su
             client = Subscriber(tally, f"soak-{index % options.channels}", port)
             clients.append(client)
             await loop.create_connection(lambda: client, HOST, port)
-            await asyncio.wait_for(client.subscribed, _OPEN_TIMEOUT)
+            try:
+                await asyncio.wait_for(client.subscribed, _OPEN_TIMEOUT)
+            except asyncio.TimeoutError:
+                raise ConnectionError(
+                    f"connection {index} wasn't subscribed within {_OPEN_TIMEOUT} s"
+                ) from None
 
     await asyncio.gather(*(open_one(i) for i in range(options.connections)))
     return clients
@@ -302,6 +313,7 @@ def summarize(
         "steady_seconds": round(seconds, 1),
         "idle_cpu_percent": round(100 * cpu / seconds, 2),
         "cpu_us_per_connection_second": round(1e6 * cpu / seconds / options.connections, 2),
+        "connections_subscribed": tally.subscribed,
         "connections_lost": tally.lost,
         "close_codes": {str(code): count for code, count in sorted(tally.closes.items())},
         "pings_per_connection": {
