@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8765
 # Pythons the core and interop tests also run on (CI runs them all).
+# `make fuzz`: seconds per harness, and the harnesses.
+FUZZ_TIME ?= 14
+FUZZ_HARNESSES ?= connection handshake wire hub deflate
 MATRIX ?= $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3 $(HOME)/.pyenv/versions/3.12.*/bin/python3 $(HOME)/.pyenv/versions/3.13.*/bin/python3)
 
 .PHONY: help serve test test-matrix style types coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps e2e screenshot bench bench-quick bench-cluster clean
@@ -19,6 +22,7 @@ help:
 	@echo "make style        ruff check and ruff format --check"
 	@echo "make types        mypy --strict on src/"
 	@echo "make coverage     the suite with branch coverage"
+	@echo "make fuzz         every atheris harness in fuzz/ for FUZZ_TIME (14) s each; CI runs it"
 	@echo "make e2e          the browser tests: the demo page in headless Chromium (apt: chromium)"
 	@echo "make screenshot   the browser tests, refreshing docs/demo.png"
 	@echo "make autobahn-all Autobahn|Testsuite including compression (sections 12-13, ~30 min)"
@@ -96,8 +100,23 @@ e2e: $(STAMP)
 screenshot: $(STAMP)
 	OPENLINE_UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest tests/e2e -q -k fresher
 
+# Each harness runs for FUZZ_TIME seconds from its committed seeds (fuzz/corpus/<name>) and
+# what earlier runs found (.cache/fuzz/<name>). A crash writes its input to fuzz/crashes/
+# (git-ignored) and fails the target after every harness has had its turn; the full
+# libFuzzer output of each harness is in .cache/fuzz/<name>.log.
 fuzz: $(STAMP)
-	$(BIN)/python fuzz/fuzz_connection.py -runs=200000
+	@mkdir -p fuzz/crashes
+	@failed=""; for h in $(FUZZ_HARNESSES); do \
+		mkdir -p .cache/fuzz/$$h; \
+		if $(BIN)/python fuzz/fuzz_$$h.py -max_total_time=$(FUZZ_TIME) -timeout=10 \
+			-rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix=fuzz/crashes/$$h- \
+			.cache/fuzz/$$h fuzz/corpus/$$h >.cache/fuzz/$$h.log 2>&1; then \
+			echo "fuzz_$$h: $$(grep -h -e '^Done' -e 'contract held' .cache/fuzz/$$h.log)"; \
+		else \
+			grep -v -e '^stat::' -e '^#[0-9]' .cache/fuzz/$$h.log | tail -n 30; failed="$$failed $$h"; \
+		fi; \
+	done; \
+	test -z "$$failed" || { echo "fuzz: failed:$$failed; reproducers in fuzz/crashes/"; exit 1; }
 
 docs:
 	@echo "docs live in docs/*.md"

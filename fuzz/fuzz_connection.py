@@ -1,59 +1,70 @@
 """Fuzz the core: arbitrary bytes into a Connection of either side.
 
-The only exceptions allowed out of the core for peer input are none at all:
-violations become close frames and ``protocol_error``. Run with atheris
-(``pip install atheris``; ``make fuzz``); without it, this falls back to a
-bounded loop of random inputs so that the harness itself stays tested.
+The contract (docs/architecture.md, "The core's contract"): receiving never
+raises for peer input. A violation becomes a close frame and
+``protocol_error``, whose code is one of :data:`ALLOWED_CLOSE_CODES`; no
+message is larger than ``max_size``; text messages are ``str``.
+
+Input layout: byte 0 picks the setup (bit 0: server or client side; bit 1:
+permessage-deflate negotiated; bit 2: the peer resets its compressor; bit 3:
+``defer_close``; bits 4-6: the peer's window bits, 8 + n), byte 1 the chunk
+size in which the rest is fed (1 to 256 bytes).
+
+Run ``python fuzz/fuzz_connection.py -max_total_time=20`` (see fuzz/README.md).
 """
 
 from __future__ import annotations
 
-import os
-import random
-import sys
+from harness import instrumented, main
 
-from openline.protocol.connection import Connection, Side
+with instrumented(__name__):
+    from openline.protocol.connection import Connection, Side
+    from openline.protocol.events import BinaryMessage, TextMessage
+    from openline.protocol.extensions.deflate import PerMessageDeflate
 
-ALLOWED_CLOSE_CODES = {1002, 1006, 1007, 1009}
+#: 1002 framing, 1006 stream cut mid-frame, 1007 bad UTF-8 or compressed data, 1009 too big.
+ALLOWED_CLOSE_CODES = frozenset({1002, 1006, 1007, 1009})
+MAX_SIZE = 4096
+
+
+def build(setup: int) -> Connection:
+    """Return the connection that the setup byte describes."""
+    side = Side.SERVER if setup & 1 else Side.CLIENT
+    extensions = []
+    if setup & 2:
+        remote_bits = 8 + ((setup >> 4) & 7)
+        extensions.append(PerMessageDeflate(bool(setup & 4), False, remote_bits, 15))
+    return Connection(side, extensions=extensions, max_size=MAX_SIZE, defer_close=bool(setup & 8))
 
 
 def check(data: bytes) -> None:
-    """Feed ``data`` to a server and a client; fail on anything undocumented."""
-    if not data:
+    """Feed ``data`` to a connection; fail on anything the contract doesn't allow."""
+    if len(data) < 2:
         return
-    side = Side.SERVER if data[0] & 1 else Side.CLIENT
-    step = (data[0] >> 1) + 1
-    conn = Connection(side, max_size=4096)
-    for i in range(1, len(data), step):
+    conn = build(data[0])
+    step = data[1] + 1
+    for i in range(2, len(data), step):
         conn.receive_data(data[i : i + step])
+    conn.flush_close()
     conn.receive_eof()
-    conn.events_received()
-    conn.data_to_send()
+    for event in conn.events_received():
+        if isinstance(event, TextMessage):
+            size = len(event.data.encode())
+        elif isinstance(event, BinaryMessage):
+            size = len(event.data)
+        else:
+            continue
+        if size > MAX_SIZE:
+            raise AssertionError(f"message of {size} bytes passed max_size of {MAX_SIZE}")
+    output = conn.data_to_send()
     error = conn.protocol_error
-    if error is not None and error.code not in ALLOWED_CLOSE_CODES:
-        raise AssertionError(f"undocumented close code {error.code}: {error}")
-
-
-def _fallback(runs: int) -> None:
-    rng = random.Random(int(os.environ.get("FUZZ_SEED", "0")))
-    for _ in range(runs):
-        check(rng.randbytes(rng.randrange(0, 512)))
-    print(f"{runs} random inputs, no undocumented error")
-
-
-def main() -> None:
-    runs = 200_000
-    for arg in sys.argv[1:]:
-        if arg.startswith("-runs="):
-            runs = int(arg.split("=", 1)[1])
-    try:
-        import atheris  # type: ignore[import-not-found]
-    except ImportError:
-        _fallback(runs)
+    if error is None:
         return
-    atheris.Setup(sys.argv, check)
-    atheris.Fuzz()
+    if error.code not in ALLOWED_CLOSE_CODES:
+        raise AssertionError(f"undocumented close code {error.code}: {error}")
+    if error.code != 1006 and not output:
+        raise AssertionError(f"protocol error without a close frame: {error}")
 
 
 if __name__ == "__main__":
-    main()
+    main("connection", check)

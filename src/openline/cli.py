@@ -254,6 +254,13 @@ def _add_bench(commands: Any) -> None:
         "--subscribers", type=_positive_int, help="with --cluster (2000; quick: 100)"
     )
     bench.add_argument("--rate", type=_positive_float, default=100.0, help="with --cluster, msg/s")
+    bench.add_argument(
+        "--soak",
+        action="store_true",
+        help="instead: idle hub subscribers (--idle-connections) held with keepalive on; "
+        "server RSS slope and idle CPU into OUTPUT (bench/results/soak)",
+    )
+    bench.add_argument("--minutes", type=_positive_float, default=10.0, help="with --soak (10)")
     bench.add_argument("--list", action="store_true", help="list scenarios and servers, then exit")
     bench.add_argument("--report", metavar="JSON", help="redraw the report from a results.json")
     bench.set_defaults(run=_run_bench)
@@ -928,6 +935,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.cluster:
         return _run_cluster_bench(args)
+    if args.soak:
+        return _run_soak_bench(args)
     from .bench.runner import Options, run
 
     options = Options(
@@ -964,6 +973,23 @@ def _run_cluster_bench(args: argparse.Namespace) -> int:
         deadline=args.deadline / 1000,
         quick=args.quick,
         output=args.output,
+        server_cpu=args.server_cpu,
+        client_cpu=args.client_cpu,
+    )
+    try:
+        run(options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def _run_soak_bench(args: argparse.Namespace) -> int:
+    from .bench.soak import Options, run
+
+    options = Options(
+        connections=args.idle_connections or 10_000,
+        minutes=args.minutes,
+        output=args.output or "bench/results/soak",
         server_cpu=args.server_cpu,
         client_cpu=args.client_cpu,
     )
