@@ -26,6 +26,13 @@ class Recorder:
     def presence(self) -> list[PresenceEvent]:
         return [e for e in self.events if isinstance(e, PresenceEvent)]
 
+    async def wait_messages(self, count: int, timeout: float = 5.0) -> list[Message]:
+        """Wait until ``count`` messages arrived (an engine may deliver after publish returns)."""
+        async with asyncio.timeout(timeout):
+            while len(self.messages()) < count:
+                await asyncio.sleep(0.005)
+        return self.messages()
+
 
 async def test_offsets_start_at_one_and_increase_by_one_per_channel(
     make_engine: EngineFactory,
@@ -158,11 +165,13 @@ async def test_callbacks_get_each_message_once_per_channel(make_engine: EngineFa
     await engine.subscribe("a", second)
     await engine.subscribe("b", other)
     await engine.publish("a", "x")
+    # With Redis the feed may deliver after publish() returned: wait, don't race it.
+    await second.wait_messages(1)
     await engine.unsubscribe("a", second)
     await engine.unsubscribe("a", second)  # not subscribed any more: nothing happens
     await engine.unsubscribe("nowhere", second)
     await engine.publish("a", "y")
-    assert [m.data for m in first.messages()] == ["x", "y"]
+    assert [m.data for m in await first.wait_messages(2)] == ["x", "y"]
     assert [m.data for m in second.messages()] == ["x"]
     assert other.events == []
 
