@@ -242,10 +242,14 @@ async def test_handler_return_closes_with_1000() -> None:
 
 async def test_handler_sees_client_disconnect_as_connection_closed() -> None:
     stopped = asyncio.Event()
+    raised: list[BaseException] = []
 
     async def handler(ws: ServerConnection) -> None:
         try:
             await ws.recv()
+        except BaseException as exc:
+            raised.append(exc)
+            raise
         finally:
             stopped.set()
 
@@ -253,6 +257,9 @@ async def test_handler_sees_client_disconnect_as_connection_closed() -> None:
         peer = await raw_client(server)
         peer.writer.transport.abort()
         await asyncio.wait_for(stopped.wait(), TIMEOUT)
+    [exc] = raised
+    assert isinstance(exc, ConnectionClosedError)
+    assert exc.code == 1006  # no close frame: the TCP connection just went away
 
 
 # --- shutting down ----------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 from typing import Any
 
 import pytest
@@ -99,15 +100,25 @@ async def test_closing_the_server_removes_everyone_from_presence(engine: Engine)
     assert snapshot.count == 0
 
 
-async def test_state_updates_waiting_at_close_are_dropped_quietly(engine: Engine) -> None:
+async def test_state_updates_waiting_at_close_are_dropped_quietly(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="openline")
     async with run_hub(engine, state_interval=1.0) as running:
+        watcher = await running.client()
+        await watcher.subscribe("room", presence=True)
         client = await running.client()
         await client.subscribe("room")
         await client.send(type="state", ch="room", state={"n": 1})
-        await client.send(type="state", ch="room", state={"n": 2})
+        await client.send(type="state", ch="room", state={"n": 2})  # waits for the interval
         await client.send(type="ping")
         await client.expect("pong")
+        first, _ = await watcher.recv_until("state")
+        assert first["state"] == {"n": 1}
+    # The hub closed with {"n": 2} still waiting: nothing fails, nothing is logged as an error.
     await asyncio.sleep(10 * MS)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
 
 
 def test_the_public_names_are_exported() -> None:
