@@ -29,7 +29,7 @@ def test_two_chat_clients_talk_through_the_example_hub() -> None:
     )
     try:
         assert server.stdout is not None
-        assert server.stdout.readline().strip() == f"chat hub on {uri}"
+        assert server.stdout.readline().strip() == f"chat hub on {uri} (Ctrl-C stops it)"
         listener = subprocess.Popen(
             [sys.executable, str(EXAMPLES / "chat_client.py"), "grace", uri],
             stdin=subprocess.PIPE,
