@@ -21,6 +21,7 @@ import trustme
 
 import openline
 import openline.cli
+from openline.hub import Hub
 from openline.protocol.http11 import Response
 
 CLI = [sys.executable, "-m", "openline"]
@@ -233,7 +234,17 @@ async def test_connect_exit_status_1_when_refused_by_the_server() -> None:
         code, out, err = await run_cli_async("connect", _uri(server), stdin="")
     assert code == 1
     assert out == ""
-    assert err.strip() == "openline connect: server rejected the websocket connection: HTTP 403"
+    assert err.strip() == "openline connect: server rejected the websocket connection: HTTP 403: no"
+
+
+async def test_connect_to_the_hub_without_its_subprotocol_shows_the_hubs_explanation() -> None:
+    async with Hub().serve("127.0.0.1", 0) as server:
+        code, _, err = await run_cli_async("connect", _uri(server), stdin="")
+    assert code == 1
+    assert err.strip() == (
+        "openline connect: server rejected the websocket connection: HTTP 400: "
+        "this is an openline hub: offer the openline.v1 subprotocol"
+    )
 
 
 def test_connect_exit_status_1_when_nothing_listens() -> None:

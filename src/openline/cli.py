@@ -798,6 +798,16 @@ def _client_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
+def _refusal_reason(exc: InvalidStatus) -> str:
+    """The server's own words for a refused handshake: its body's first line, escaped."""
+    body = getattr(exc.response, "body", b"")
+    if not isinstance(body, bytes) or not body.strip():
+        return ""
+    line = body.decode("utf-8", "replace").strip().splitlines()[0]
+    line = "".join(char if char.isprintable() else "?" for char in line)[:200]
+    return f": {line}"
+
+
 def _run_connect(args: argparse.Namespace) -> int:
     if not args.uri.startswith(("ws://", "wss://")):
         raise UsageError(f"URI must start with ws:// or wss://, got {args.uri!r}")
@@ -850,7 +860,7 @@ async def _connect(
             open_timeout=args.open_timeout,
         )
     except InvalidStatus as exc:
-        _status(args, f"openline connect: {exc}")
+        _status(args, f"openline connect: {exc}{_refusal_reason(exc)}")
         return EXIT_CONNECT_FAILED
     except (OSError, asyncio.TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
         _status(args, f"openline connect: cannot connect to {args.uri}: {exc}")
