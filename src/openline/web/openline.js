@@ -82,6 +82,7 @@ export const MAX_ID_LENGTH = 128;
 export const POLICY = deepFreeze({
   backoff: { first: [0.5, 1.0], base: 1.0, factor: 2.0, cap: 3.0, jitter: 0.5, reset_after: 5.0 },
   redial_close_codes: [1000, 1001, 1005, 1006, 1011, 1012, 1013, 1014],
+  token_close_codes: [4001],
   redial_statuses: [408, 425, 429, 500, 502, 503, 504],
   retry_errors: ["rate_limited", "unavailable", "internal"],
   pacing: { rate_share: 0.9, burst_share: 0.5 },
@@ -89,7 +90,7 @@ export const POLICY = deepFreeze({
 });
 
 /** Close codes after which redialling is worth it; any other one stops the client. */
-const RETRY_CLOSE_CODES = new Set(POLICY.redial_close_codes);
+const RETRY_CLOSE_CODES = new Set([...POLICY.redial_close_codes, ...POLICY.token_close_codes]);
 /** Error codes after which a request is worth sending again: the hub didn't process it. */
 const RETRY_CODES = new Set(POLICY.retry_errors);
 /** Message types that belong to a subscription. */
