@@ -2,7 +2,7 @@
 
 Usage::
 
-    auth = JwtAuth(secret="a shared secret of 16 bytes or more")     # HS256
+    auth = JwtAuth(secret=secret_of_32_bytes_or_more)                # HS256
     auth = JwtAuth(public_key=pem_bytes)                             # RS256 / ES256
     hub = Hub(authenticate=auth.authenticate, authorize=auth.authorize)
 
@@ -76,7 +76,7 @@ class JwtAuth:
     """Verify JWT connection tokens; give the hub's hooks.
 
     Args:
-        secret: The HS256 key. At least 16 bytes.
+        secret: The HS256 key, at least 32 bytes.
         public_key: A PEM public key, RSA (RS256) or EC P-256 (ES256). Exactly
             one of ``secret`` and ``public_key`` is required.
         leeway: Seconds of clock skew tolerated on ``exp``, ``nbf`` and ``iat``.
@@ -108,8 +108,9 @@ class JwtAuth:
         self._issuer = issuer
         if secret is not None:
             key = secret.encode() if isinstance(secret, str) else secret
-            if len(key) < 16:
-                raise ValueError(f"secret must be at least 16 bytes, got {len(key)}")
+            # RFC 7518 section 3.2: an HS256 key must be at least as long as the hash.
+            if len(key) < 32:
+                raise ValueError(f"secret must be at least 32 bytes, got {len(key)}")
             self._key: Any = key
             self.algorithm = "HS256"
         else:
@@ -126,7 +127,7 @@ class JwtAuth:
         if len(token) > MAX_TOKEN_LENGTH:
             raise Reject(401, "token too long")
         claims = self._decode(token)
-        return _identity(claims)
+        return _identity(claims, self._leeway)
 
     def authenticate(self, credentials: Credentials) -> TokenIdentity:
         """The hub's ``authenticate`` hook: verify the token the client presented.
@@ -177,8 +178,8 @@ class JwtAuth:
         return claims
 
 
-def _identity(claims: Mapping[str, Any]) -> TokenIdentity:
-    """Build the identity from verified claims.
+def _identity(claims: Mapping[str, Any], leeway: float) -> TokenIdentity:
+    """Build the identity from verified claims; it expires at ``exp`` plus ``leeway``.
 
     Raises:
         Reject: 401, a claim has the wrong type.
@@ -198,7 +199,9 @@ def _identity(claims: Mapping[str, Any]) -> TokenIdentity:
     return TokenIdentity(
         sub,
         info,
-        expires=float(exp),
+        # exp is checked with the leeway at the handshake: the connection's
+        # clock must agree, or a token accepted there would be expired at once.
+        expires=float(exp) + leeway,
         channels=None if channels is None else _channel_claims(channels),
     )
 
