@@ -40,7 +40,9 @@ def pem(private_key: Any) -> bytes:
 
 
 def jwt_hub(auth: JwtAuth, **kwargs: Any) -> Any:
-    return run_hub(MemoryEngine(), authenticate=auth.authenticate, authorize=auth.authorize, **kwargs)
+    return run_hub(
+        MemoryEngine(), authenticate=auth.authenticate, authorize=auth.authorize, **kwargs
+    )
 
 
 async def with_token(running: RunningHub, token: str) -> HubClient:
@@ -87,7 +89,9 @@ async def test_a_valid_hs256_token_names_the_user_and_its_info() -> None:
         (sign(claims(sub=7)), None),
     ],
 )
-async def test_a_bad_token_is_refused_with_401_and_a_reason(token: str, reason: bytes | None) -> None:
+async def test_a_bad_token_is_refused_with_401_and_a_reason(
+    token: str, reason: bytes | None
+) -> None:
     async with jwt_hub(JwtAuth(secret=SECRET, leeway=0)) as running:
         status, body = await refusal(running, token)
         print(status, body)
