@@ -248,7 +248,7 @@ def _load_public_key(pem: str | bytes) -> tuple[Any, str]:
     try:
         key = load_pem_public_key(data)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"public_key isn't a PEM public key: {exc}") from None
+        raise ValueError("public_key isn't a PEM public key") from exc
     # One algorithm per key, so that a token can't pick another one ("alg confusion").
     if isinstance(key, rsa.RSAPublicKey):
         return key, "RS256"
