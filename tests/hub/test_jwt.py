@@ -288,3 +288,19 @@ async def test_a_failing_get_token_is_retried_with_the_redial_delays() -> None:
             await asyncio.wait_for(hub_client.subscribe("room"), TIMEOUT)
             assert len(get_token.calls) == 3  # type: ignore[attr-defined]
             assert hub_client.stats["connects"] == 1
+
+
+async def test_any_hook_may_set_expires_an_expired_identity_gets_401() -> None:
+    from openline.hub import Credentials, Identity
+
+    def authenticate(credentials: Credentials) -> Identity:
+        lifetime = float(credentials.token or "0")
+        return Identity("ada", expires=time.time() + lifetime)
+
+    async with run_hub(MemoryEngine(), authenticate=authenticate) as running:
+        assert await refusal(running, "-1") == (401, b"token expired\n")
+        hub_client = await with_token(running, "1.5")
+        asked = await hub_client.expect("refresh")
+        await hub_client.send(type="token", token="3600", rid="k")
+        refreshed = await hub_client.expect("refreshed", rid="k")
+        assert refreshed["exp"] > asked["exp"] + 3000
