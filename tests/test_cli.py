@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -60,6 +61,11 @@ async def run_cli_async(*args: str, stdin: str = "") -> tuple[int, str, str]:
         (["serve", "--history-ttl", "soon"], "expected seconds or 'off', got 'soon'"),
         (["serve", "--rate-limit", "many"], "expected MESSAGES/SECONDS like 100/1"),
         (["serve", "--rate-limit", "0/1"], "expected positive numbers like 100/1"),
+        (["serve", "--jwt-secret", "short"], "--jwt-secret: secret must be at least 32 bytes"),
+        (["serve", "--jwt-public-key", "/nonexistent.pem"], "--jwt-public-key: cannot read"),
+        (["serve", "--jwt-public-key", "/etc/hostname"], "isn't a PEM public key"),
+        (["serve", "--jwt-secret", "s" * 32, "--jwt-public-key", "k"], "not allowed with"),
+        (["serve", "--echo", "--jwt-secret", "s" * 32], "applies to the hub, not to --echo"),
         (["serve", "--ticker-interval", "2-1"], "expected 0 < MIN <= MAX seconds, got '2-1'"),
         (["serve", "--ticker-interval", "x"], "expected SECONDS or MIN-MAX like 0.25-1"),
         (["serve", "--max-message", "big"], "expected a size like 1048576"),
@@ -524,3 +530,30 @@ async def test_workers_share_one_signing_key(redis_server: Any) -> None:
             offers = ["openline.v1", f"openline.token.{given['token']}"]
             for _ in range(2):
                 assert await hub.status(None, subprotocols=offers) == 101
+
+
+async def test_serve_with_a_jwt_public_key_accepts_its_tokens_only(tmp_path: Any) -> None:
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / "jwt.pem"
+    key_file.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    claims = {"sub": "ada", "exp": int(time.time()) + 60}
+    async with Serving("--no-ticker", "--jwt-public-key", str(key_file)) as hub:
+        token = jwt.encode(claims, private, algorithm="ES256")
+        uri = f"ws://127.0.0.1:{hub.port}/ws"
+        headers = {"Authorization": f"Bearer {token}"}
+        async with openline.connect(
+            uri, subprotocols=["openline.v1"], additional_headers=headers
+        ) as ws:
+            assert json.loads(await ws.recv())["user"] == "ada"
+        # The demo's own tokens no longer pass.
+        given = await hub.session("Ada")
+        offers = ["openline.v1", f"openline.token.{given['token']}"]
+        assert await hub.status(None, subprotocols=offers) == 401

@@ -49,6 +49,7 @@ from .exceptions import (
 if TYPE_CHECKING:
     from .asyncio.server import ServerConnection
     from .hub.backends.base import Engine
+    from .hub.jwt_auth import JwtAuth
     from .protocol.http11 import Request, Response
     from .web import App
 
@@ -314,6 +315,8 @@ _HUB_FLAGS = {
     "presence_ttl": "--presence-ttl",
     "redis_timeout": "--redis-timeout",
     "secret": "--secret",
+    "jwt_secret": "--jwt-secret",
+    "jwt_public_key": "--jwt-public-key",
 }
 
 #: The environment variable that ``--secret`` overrides.
@@ -440,6 +443,7 @@ def _add_serve(commands: Any) -> None:
         help=f"key that signs the demo's tokens, {MIN_SECRET}+ bytes (default: ${SECRET_ENV}, "
         "else random per process); every node behind one address needs the same",
     )
+    _add_jwt_flags(hub, unset)
     scale = serve.add_argument_group("scaling out (docs/scaling.md)")
     scale.add_argument(
         "--redis",
@@ -690,6 +694,7 @@ def _make_app(args: argparse.Namespace, engine: Engine, *, ticker: bool) -> App:
             origins=args.origins,
             origin_required=args.origin_required,
             secret=secret_from(args),
+            jwt=jwt_from(args),
             **(
                 {"ticker_interval": args.ticker_interval}
                 if hasattr(args, "ticker_interval")
@@ -698,6 +703,49 @@ def _make_app(args: argparse.Namespace, engine: Engine, *, ticker: bool) -> App:
             **_hub_options(args),
         )
     except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _add_jwt_flags(group: Any, unset: Any) -> None:
+    jwt = group.add_mutually_exclusive_group()
+    jwt.add_argument(
+        "--jwt-secret",
+        metavar="SECRET",
+        default=unset,
+        help="accept only JWTs signed with this HS256 key, 32+ bytes (docs/protocol.md, Tokens)",
+    )
+    jwt.add_argument(
+        "--jwt-public-key",
+        metavar="FILE",
+        default=unset,
+        help="accept only JWTs signed for this PEM public key (RSA: RS256, EC P-256: ES256)",
+    )
+
+
+def jwt_from(args: argparse.Namespace) -> JwtAuth | None:
+    """The JWT verifier of ``--jwt-secret`` or ``--jwt-public-key``, or ``None``.
+
+    Raises:
+        UsageError: The key is too short, unreadable, not a public key, or PyJWT is missing.
+    """
+    from .hub.jwt_auth import JwtAuth
+
+    try:
+        if hasattr(args, "jwt_secret"):
+            return JwtAuth(secret=args.jwt_secret)
+        if not hasattr(args, "jwt_public_key"):
+            return None
+        path = args.jwt_public_key
+        try:
+            with open(path, "rb") as file:
+                pem = file.read(1 << 20)
+        except OSError as exc:
+            raise UsageError(f"--jwt-public-key: cannot read {path!r}: {exc.strerror}") from None
+        return JwtAuth(public_key=pem)
+    except ValueError as exc:
+        flag = "--jwt-secret" if hasattr(args, "jwt_secret") else "--jwt-public-key"
+        raise UsageError(f"{flag}: {exc}") from None
+    except ImportError as exc:
         raise UsageError(str(exc)) from None
 
 

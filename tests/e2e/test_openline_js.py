@@ -378,3 +378,60 @@ def test_a_publish_refused_for_good_settles_and_is_never_sent_again(
     server.start()
     page.wait_for_function("client.state === 'open'", timeout=15_000)
     assert page.evaluate("client.pending") == 0
+
+
+def test_a_token_function_refreshes_in_place_and_4001_redials_with_a_new_token(
+    make_server: Callable[..., ServerThread], pages: Pages
+) -> None:
+    import time
+
+    import jwt
+
+    from openline.hub import JwtAuth
+
+    secret = "an e2e secret of at least 32 bytes, for HS256"
+    server = make_server(ticker=False, jwt=JwtAuth(secret=secret, leeway=0))
+
+    def token(user: str, lifetime: int) -> str:
+        return jwt.encode({"sub": user, "exp": int(time.time()) + lifetime}, secret)
+
+    # "refresh" comes at most halfway through a token's life: 1-2 s into these.
+    tokens = {
+        "kept": [token("kept", 3), token("kept", 3600)],
+        "expired": [token("gone", 3), None, token("gone", 3600)],  # None: the refresh fails
+    }
+    page = load(pages, server)
+    result = page.evaluate(
+        """async ([url, tokens]) => {
+            const run = (queue) => new Promise((resolve) => {
+                const log = [];
+                const token = async () => {
+                    const next = queue.shift();
+                    if (next === null) throw new Error("token service down");
+                    return next;
+                };
+                const client = new ol.Client(url, {...FAST, token});
+                client.on("connected", ({user}) => log.push(`connected ${user}`));
+                client.on("disconnected", ({code}) => log.push(`disconnected ${code}`));
+                client.start();
+                const started = Date.now();
+                const poll = setInterval(() => {
+                    const refreshed = client.stats.refreshes > 0;
+                    if ((refreshed || log.length >= 3) && Date.now() - started > 3500) {
+                        clearInterval(poll);
+                        client.close();
+                        resolve({log, refreshes: client.stats.refreshes, left: queue.length});
+                    }
+                }, 50);
+            });
+            const [kept, expired] = await Promise.all([run(tokens.kept), run(tokens.expired)]);
+            return {kept, expired};
+        }""",
+        [hub_url(server), tokens],
+    )
+    print(result)
+    # Refreshed in place: one connection for longer than the first token lived.
+    assert result["kept"] == {"log": ["connected kept"], "refreshes": 1, "left": 0}
+    # Not refreshed: closed with 4001 at expiry, redialled with a new token.
+    assert result["expired"]["log"][:3] == ["connected gone", "disconnected 4001", "connected gone"]
+    assert result["expired"]["left"] == 0

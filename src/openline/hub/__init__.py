@@ -32,6 +32,7 @@ from .events import (
     StateChange,
 )
 from .hub import Hub
+from .jwt_auth import ChannelClaims, JwtAuth, TokenIdentity
 from .metrics import Metrics
 from .wire import SUBPROTOCOL
 
@@ -41,6 +42,7 @@ __all__ = [
     "Action",
     "Authenticate",
     "Authorize",
+    "ChannelClaims",
     "Client",
     "ClientClosed",
     "Connected",
@@ -53,6 +55,7 @@ __all__ = [
     "Hub",
     "Identity",
     "Join",
+    "JwtAuth",
     "Leave",
     "MemoryEngine",
     "Message",
@@ -68,4 +71,5 @@ __all__ = [
     "Resumed",
     "StateChange",
     "Subscription",
+    "TokenIdentity",
 ]

@@ -70,6 +70,7 @@ from .events import (
 )
 from .policy import POLICY, Pacer, PolicyBackoff
 from .subscription import ClientClosed, Subscription, parse_presence
+from .token_source import GetToken, fetch_token, with_token_codes
 from .wire import MAX_ID_LENGTH, SUBPROTOCOL, RequestError
 
 __all__ = [
@@ -193,6 +194,12 @@ class Client:
             to the next URI in turn, so that clients of a node that died
             resume on another one.
         token: Sent as ``Authorization: Bearer <token>``; ``None`` sends none.
+        get_token: ``() -> str | None``, plain or ``async``, called before each
+            dial and when the hub asks for a new token (``refresh``): the new
+            one goes out in a ``token`` message, without reconnecting. Excludes
+            ``token``. A connection closed with 4001 (token expired) is
+            redialled, with a new token; a failing ``get_token`` is retried
+            with the redial delays.
         headers: More request headers for the handshake.
         backoff: The delays between redials: a re-iterable of seconds, started
             over once a connection lasted ``reset_after`` seconds; redialling
@@ -253,6 +260,7 @@ class Client:
         uri: str | Sequence[str],
         *,
         token: str | None = None,
+        get_token: GetToken | None = None,
         headers: HeadersLike | None = None,
         # reconnecting
         backoff: Iterable[float] | None = None,
@@ -281,6 +289,9 @@ class Client:
         self._max_events = check_count("max_events", max_events, minimum=1)
         if "subprotocols" in kwargs:
             raise ValueError(f"subprotocols is set by the client: {SUBPROTOCOL}")
+        if token is not None and get_token is not None:
+            raise ValueError("give token or get_token, not both")
+        self._get_token = get_token
         fields = Headers(headers)
         if token is not None:
             fields["Authorization"] = f"Bearer {token}"
@@ -294,28 +305,32 @@ class Client:
         uris = [uri] if isinstance(uri, str) else list(uri)
         if not uris:
             raise ValueError("uri must name at least one hub")
-        self._dialers = [
-            connect(
-                one,
-                subprotocols=[SUBPROTOCOL],
-                additional_headers=fields,
-                logger=self._logger,
-                **kwargs,
-            )
-            for one in uris
-        ]
+        self._uris = uris
+        self._headers = fields
+        self._connect_kwargs = kwargs
+        self._dialers = [self._dialer(one, fields) for one in uris]
         self._next_dialer = 0
         self._backoff: Iterable[float] = backoff if backoff is not None else PolicyBackoff()
         self._schedule = Schedule(
             backoff=self._backoff,
-            classify=classify if classify is not None else Classifier(),
+            classify=with_token_codes(classify if classify is not None else Classifier()),
             max_attempts=max_attempts,
             reset_after=reset_after,
         )
         self._on_event = on_event
         self.stats: dict[str, int] = dict.fromkeys(
-            ("connects", "disconnects", "dead_lines", "duplicates", "gaps", "republished"), 0
+            (
+                "connects",
+                "disconnects",
+                "dead_lines",
+                "duplicates",
+                "gaps",
+                "republished",
+                "refreshes",
+            ),
+            0,
         )
+        self._refreshing: asyncio.Task[None] | None = None
         self.client_id: str | None = None
         self.user: str | None = None
         self._subs: dict[str, Subscription] = {}
@@ -559,7 +574,7 @@ class Client:
             schedule.dialled()
             attempt = schedule.attempts
             try:
-                ws = await self._dialers[self._next_dialer]._create()
+                ws = await self._dial()
             except Exception as exc:
                 error = exc
             else:
@@ -585,6 +600,40 @@ class Client:
             self._report(Reconnecting(schedule.attempts + 1, delay, error))
             self._set_ready()
             await asyncio.sleep(delay)
+
+    def _dialer(self, uri: str, headers: Headers) -> connect:
+        return connect(
+            uri,
+            subprotocols=[SUBPROTOCOL],
+            additional_headers=headers,
+            logger=self._logger,
+            **self._connect_kwargs,
+        )
+
+    async def _dial(self) -> ClientConnection:
+        """Open a connection to the next node, with a fresh token from ``get_token``.
+
+        Raises:
+            TokenUnavailable: ``get_token`` failed.
+        """
+        if self._get_token is None:
+            return await self._dialers[self._next_dialer]._create()
+        token = await fetch_token(self._get_token)
+        fields = Headers(self._headers)
+        if token is not None:
+            fields["Authorization"] = f"Bearer {token}"
+        return await self._dialer(self._uris[self._next_dialer], fields)._create()
+
+    async def _refresh(self, ws: ClientConnection) -> None:
+        """Answer the hub's ``refresh``: send a new token on the same connection."""
+        assert self._get_token is not None
+        try:
+            token = await fetch_token(self._get_token)
+        except HubError as exc:
+            self._report(Error(exc))  # the hub closes with 4001 at expiry; we redial then
+            return
+        if token is not None and self._ws is ws:
+            self._send(_encode({"type": "token", "token": token, "rid": self._next_rid("k")}))
 
     async def _serve(self, ws: ClientConnection, attempt: int) -> Exception:
         """Run one connection until it ends; return the exception that ended it."""
@@ -681,6 +730,9 @@ class Client:
             self._retry_timer = None
         for sub in self._subs.values():
             sub.rid = None
+        if self._refreshing is not None:
+            self._refreshing.cancel()  # the next dial asks get_token itself
+            self._refreshing = None
         if ws.state is State.OPEN:
             # Given up (a dead line, no welcome): no closing handshake to wait for.
             ws._transport.abort()
@@ -860,6 +912,11 @@ class Client:
                 self._on_presence_reply(message)
             elif kind in _CHANNEL_TYPES:
                 return self._on_channel(kind, message)
+            elif kind == "refresh" and self._get_token is not None and self._ws is not None:
+                if self._refreshing is None or self._refreshing.done():
+                    self._refreshing = asyncio.ensure_future(self._refresh(self._ws))
+            elif kind == "refreshed":
+                self.stats["refreshes"] += 1
             # pong, unsubscribed, and types of later versions: nothing to do.
         except (KeyError, TypeError, ValueError) as exc:
             self._report(Error(HubError(f"the hub sent a malformed {kind} message: {exc!r}")))

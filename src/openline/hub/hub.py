@@ -65,6 +65,7 @@ from .config import (
 from .fanout import Fanout
 from .metrics import Metrics
 from .presence import StateThrottle
+from .refresh import TokenClock
 from .session import Hold, Session, Subscription
 from .wire import SUBPROTOCOL, RequestError
 
@@ -136,6 +137,9 @@ class Hub:
         ping_interval: Seconds between keepalive pings; ``None`` disables them.
         ping_timeout: Seconds without a pong after which the connection is
             closed and its presence removed; ``None`` waits forever.
+        refresh_before: Seconds before an identity's ``expires`` to ask the
+            client for a new token (at most half the time left); see
+            :mod:`openline.hub.refresh`.
         logger: Where to log; ``openline.hub`` by default.
 
     Raises:
@@ -169,6 +173,7 @@ class Hub:
         # timeouts
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        refresh_before: float = 30.0,
         # logging
         logger: LoggerLike | None = None,
     ) -> None:
@@ -213,6 +218,12 @@ class Hub:
             slow_consumer_code=slow_consumer_code,
             slow_consumer_timeout=slow_consumer_timeout,
             send_buffer=send_buffer,
+        )
+        #: Asks for new tokens before identities expire; closes with 4001 after.
+        self.tokens = TokenClock(
+            send=self._send,
+            spawn=self._spawn,
+            refresh_before=check_positive("refresh_before", refresh_before),
         )
         # Identities decided in the handshake hook, until the handler picks them up.
         self._identities: dict[ServerConnection, tuple[Identity, str]] = {}
@@ -344,6 +355,8 @@ class Hub:
             return _refusal(401, "authentication required")
         if not isinstance(identity, Identity) or not identity.user:
             raise TypeError(f"authenticate must return an Identity with a user, got {identity!r}")
+        if identity.expires is not None and identity.expires <= time.time():
+            return _refusal(401, "token expired")
         self._identities[connection] = (identity, Session.encode_info(identity))
         return None
 
@@ -367,6 +380,7 @@ class Hub:
         stats.connections_total += 1
         try:
             await self._send(session, self._welcome(session))
+            self.tokens.watch(session)
             async for raw in ws:
                 if session.closing:
                     continue  # the close frame is on its way: read until it's answered
@@ -375,6 +389,7 @@ class Hub:
             pass
         finally:
             stats.connections -= 1
+            self.tokens.forget(session)
             self._sessions.discard(session)
             await self._cleanup(session)
 
@@ -424,6 +439,8 @@ class Hub:
             await self._get_presence(session, request)
         elif type(request) is wire.Ping:
             await self._send(session, wire.dumps({"type": "pong", "rid": request.rid}))
+        elif type(request) is wire.Token:
+            await self.tokens.renew(session, request, self._authenticate)
         else:
             raise AssertionError(f"unexpected request {request!r}")
 

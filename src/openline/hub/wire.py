@@ -29,6 +29,7 @@ __all__ = [
     "RequestError",
     "SetState",
     "Subscribe",
+    "Token",
     "Unsubscribe",
     "dumps",
     "encode_error",
@@ -57,6 +58,7 @@ ErrorCode = Literal[
     "too_large",
     "rate_limited",
     "limit_exceeded",
+    "unauthorized",
     "unavailable",
     "internal",
 ]
@@ -166,7 +168,18 @@ class Ping:
     rid: Rid = None
 
 
-Request = Subscribe | Unsubscribe | Publish | SetState | GetPresence | Ping
+@dataclasses.dataclass(frozen=True, slots=True)
+class Token:
+    """``token``: a new token for the connection, before the current one expires."""
+
+    token: str
+    rid: Rid = None
+
+
+Request = Subscribe | Unsubscribe | Publish | SetState | GetPresence | Ping | Token
+
+#: Longest token a ``token`` message may carry, in characters.
+MAX_TOKEN_LENGTH = 8192
 
 
 class Parser:
@@ -230,6 +243,8 @@ class Parser:
             return GetPresence(self._channel(fields, rid), rid)
         if kind == "ping":
             return Ping(rid)
+        if kind == "token":
+            return _token(fields, rid)
         raise RequestError("unknown_type", f"unknown type: {show(kind)}", rid=rid)
 
     # --- private: one parser per type ---------------------------------------------------
@@ -295,6 +310,15 @@ class Parser:
         if not is_text(ch, self.max_channel_length):
             raise RequestError("bad_request", "missing or mistyped field: ch", rid=rid)
         return ch
+
+
+def _token(fields: dict[str, Any], rid: Rid) -> Token:
+    token = fields.get("token")
+    if not isinstance(token, str) or not token:
+        raise RequestError("bad_request", "missing or mistyped field: token", rid=rid)
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise RequestError("too_large", f"token exceeds {MAX_TOKEN_LENGTH} characters", rid=rid)
+    return Token(token, rid)
 
 
 def identify(fields: object, code: ErrorCode, reason: str, max_channel_length: int) -> RequestError:

@@ -46,7 +46,7 @@ import contextlib
 import json
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from .. import __version__
@@ -54,6 +54,7 @@ from ..asyncio.server import Server, ServerConnection
 from ..hub import Hub, Identity
 from ..hub.auth import Action, Authorize
 from ..hub.backends.base import Engine
+from ..hub.jwt_auth import JwtAuth
 from ..protocol.http11 import Request, Response
 from .origin import OriginPolicy, forbidden
 from .static import (
@@ -278,6 +279,7 @@ def create_app(
     origin_required: bool = False,
     secret: str | bytes | None = None,
     token_ttl: float = DEFAULT_TOKEN_TTL,
+    jwt: JwtAuth | None = None,
     **hub_kwargs: Any,
 ) -> App:
     """Build what ``openline serve`` runs: a hub with signed demo identities, the pages, a ticker.
@@ -296,6 +298,8 @@ def create_app(
             random one made once per process: tokens then end with the process.
             Every process serving the same users needs the same key.
         token_ttl: Seconds a token stays valid.
+        jwt: When given, the hub accepts only its JWTs (and applies their
+            channel claims) instead of the demo's tokens.
         **hub_kwargs: Passed to :class:`~openline.hub.Hub` (limits, timeouts).
 
     Raises:
@@ -307,8 +311,8 @@ def create_app(
     channel = DEFAULT_TICKER_CHANNEL
     hub = Hub(
         engine,
-        authenticate=authenticator(signer),
-        authorize=authorize_for(frozenset((channel,))),
+        authenticate=authenticator(signer) if jwt is None else jwt.authenticate,
+        authorize=authorize_for(frozenset((channel,)), None if jwt is None else jwt.authorize),
         counts_only=lambda ch: ch == channel,
         **hub_kwargs,
     )
@@ -320,11 +324,20 @@ def create_app(
     )
 
 
-def authorize_for(read_only: frozenset[str]) -> Authorize:
-    """Build an authorization hook that refuses client publishes to ``read_only`` channels."""
+def authorize_for(
+    read_only: frozenset[str], then: Callable[[Identity, Action, str], bool] | None = None
+) -> Authorize:
+    """Build an authorization hook that refuses client publishes to ``read_only`` channels.
+
+    Args:
+        read_only: Channels only the server publishes on.
+        then: A further check (a token's channel claims), asked when the first allows.
+    """
 
     def authorize(identity: Identity, action: Action, ch: str) -> bool:
-        return not (action == "publish" and ch in read_only)
+        if action == "publish" and ch in read_only:
+            return False
+        return then is None or then(identity, action, ch)
 
     return authorize
 

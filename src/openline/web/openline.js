@@ -82,6 +82,7 @@ export const MAX_ID_LENGTH = 128;
 export const POLICY = deepFreeze({
   backoff: { first: [0.5, 1.0], base: 1.0, factor: 2.0, cap: 3.0, jitter: 0.5, reset_after: 5.0 },
   redial_close_codes: [1000, 1001, 1005, 1006, 1011, 1012, 1013, 1014],
+  token_close_codes: [4001],
   redial_statuses: [408, 425, 429, 500, 502, 503, 504],
   retry_errors: ["rate_limited", "unavailable", "internal"],
   pacing: { rate_share: 0.9, burst_share: 0.5 },
@@ -89,7 +90,7 @@ export const POLICY = deepFreeze({
 });
 
 /** Close codes after which redialling is worth it; any other one stops the client. */
-const RETRY_CLOSE_CODES = new Set(POLICY.redial_close_codes);
+const RETRY_CLOSE_CODES = new Set([...POLICY.redial_close_codes, ...POLICY.token_close_codes]);
 /** Error codes after which a request is worth sending again: the hub didn't process it. */
 const RETRY_CODES = new Set(POLICY.retry_errors);
 /** Message types that belong to a subscription. */
@@ -113,9 +114,12 @@ const PING = '{"type":"ping"}';
 /**
  * @typedef {object} ClientOptions
  * @property {string | (() => string | null | Promise<string | null>) | null} [token]
- *   Sent as the subprotocol offer `openline.token.<token>`; a function is called
- *   before every dial (to refresh a token). Must be made of HTTP token characters
- *   (use base64url). `null` sends none.
+ *   Sent as the subprotocol offer `openline.token.<token>`; a function (plain or
+ *   async) is called before every dial, and when the hub asks for a new token
+ *   (`refresh`, before the current one expires): the new one then goes out in a
+ *   `token` message, without reconnecting. A connection closed with 4001 (token
+ *   expired) is redialled with a new token. Must be made of HTTP token characters
+ *   (use base64url; JWTs are). `null` sends none.
  * @property {number} [backoffBase] Replaces `POLICY.backoff.base` (1 s): the
  *   first redial waits 0.5–1 × `backoffBase`, later ones grow from it by `factor`.
  * @property {number} [backoffCap] Replaces `POLICY.backoff.cap` (3 s): no redial
@@ -693,7 +697,9 @@ export class Client extends Emitter {
     /** When the next dial happens (`performance.now()` time), while reconnecting. @type {number | null} */
     this.nextAttemptAt = null;
     /** Counters, as in the Python client. */
-    this.stats = { connects: 0, disconnects: 0, deadLines: 0, duplicates: 0, gaps: 0, republished: 0 };
+    this.stats = { connects: 0, disconnects: 0, deadLines: 0, duplicates: 0, gaps: 0, republished: 0, refreshes: 0 };
+    /** Whether a `refresh` is being answered (the token function is running). */
+    this._refreshing = false;
 
     /** @type {Map<string, Subscription>} */
     this._subs = new Map();
@@ -1370,9 +1376,28 @@ export class Client extends Emitter {
       else if (kind === "error") this._onError(message);
       else if (kind === "presence" && message.rid !== undefined) this._onPresenceReply(message);
       else if (CHANNEL_TYPES.has(kind)) this._onChannel(kind, message);
+      else if (kind === "refresh") this._refreshToken();
+      else if (kind === "refreshed") this.stats.refreshes += 1;
       // pong, unsubscribed, and types of later versions: nothing to do.
     } catch (error) {
       this._report("error", { error: new HubError("malformed", `the hub sent a malformed ${kind} message: ${error}`), fatal: false });
+    }
+  }
+
+  /** Answers the hub's `refresh`: a new token from the token function, on the same connection. */
+  async _refreshToken() {
+    const source = this._token;
+    const ws = this._ws;
+    if (typeof source !== "function" || ws === null || this._refreshing) return;
+    this._refreshing = true;
+    try {
+      const token = await source();
+      if (token && this._ws === ws) this._send(encode({ type: "token", token, rid: this._nextRid("k") }));
+    } catch (error) {
+      // The hub closes with 4001 at expiry; the redial asks the function again.
+      this._report("error", { error: new HubError("token", `token: ${error}`), fatal: false });
+    } finally {
+      this._refreshing = false;
     }
   }
 
