@@ -11,6 +11,8 @@ One port serves everything; each request goes to one of these by its shape:
                        200, or 503 when the engine says it is degraded
 ``/api/ticker``        the ticker's latest value as JSON, for the polling panels
 ``/api/session``       a signed demo token: ``GET /api/session?name=Ada``
+``/metrics``           Prometheus metrics (:mod:`openline.web.metrics`); open
+                       unless a ``metrics_key`` is set
 =====================  =========================================================
 
 Static files answer ``GET`` and ``HEAD`` only (405 otherwise).
@@ -55,6 +57,7 @@ from ..hub import Hub, Identity
 from ..hub.auth import Action, Authorize
 from ..hub.backends.base import Engine
 from ..protocol.http11 import Request, Response
+from .metrics import METRICS_PATH, MetricsEndpoint
 from .origin import OriginPolicy, forbidden
 from .static import (
     ALLOWED_METHODS,
@@ -105,6 +108,7 @@ class App:
             this server's own and clients without ``Origin``.
         signer: Issues the tokens of ``/api/session``; ``None`` turns that
             path off (404). The hub's authentication hook must accept them.
+        metrics: Answers ``/metrics``; by default one without a key.
     """
 
     def __init__(
@@ -115,8 +119,10 @@ class App:
         static: StaticFiles | None = None,
         origins: OriginPolicy | None = None,
         signer: TokenSigner | None = None,
+        metrics: MetricsEndpoint | None = None,
     ) -> None:
         self.hub = hub
+        self.metrics = MetricsEndpoint(hub) if metrics is None else metrics
         self.ticker = ticker
         self.origins = OriginPolicy() if origins is None else origins
         self.signer = signer
@@ -153,6 +159,7 @@ class App:
             async with self.hub.serve(
                 host, port, process_request=self.process_request, **kwargs
             ) as server:
+                self.metrics.collector.server = server
                 if self.ticker is not None:
                     self.ticker.start()
                 yield server
@@ -198,12 +205,15 @@ class App:
         if _is_upgrade(request):
             refusal = self.origins.refusal(request, secure=self.secure)
             if refusal is not None:
+                self.hub.stats.handshakes["origin"] += 1
                 return forbidden(refusal)
             return None  # the hub checks the subprotocol and authenticates
         path = request_path(request)
         head = request.method == "HEAD"
         if path in self.static:
             return self.static.respond(request, path)
+        if path == METRICS_PATH:
+            return self.metrics.respond(request)
         if path == SESSION_PATH and self.signer is not None:
             return self._session_response(request, self.signer)
         if path == WS_PATH:
@@ -278,6 +288,7 @@ def create_app(
     origin_required: bool = False,
     secret: str | bytes | None = None,
     token_ttl: float = DEFAULT_TOKEN_TTL,
+    metrics_key: str | None = None,
     **hub_kwargs: Any,
 ) -> App:
     """Build what ``openline serve`` runs: a hub with signed demo identities, the pages, a ticker.
@@ -296,6 +307,7 @@ def create_app(
             random one made once per process: tokens then end with the process.
             Every process serving the same users needs the same key.
         token_ttl: Seconds a token stays valid.
+        metrics_key: The bearer key ``/metrics`` asks for; ``None``: open.
         **hub_kwargs: Passed to :class:`~openline.hub.Hub` (limits, timeouts).
 
     Raises:
@@ -317,6 +329,7 @@ def create_app(
         ticker=Ticker(hub, channel, interval=ticker_interval) if ticker else None,
         origins=policy,
         signer=signer,
+        metrics=MetricsEndpoint(hub, key=metrics_key),
     )
 
 
