@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,9 +16,10 @@ from prometheus_client.samples import Sample
 
 from openline.asyncio.client import connect
 from openline.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
-from openline.hub import Hub, MemoryEngine
+from openline.hub import Credentials, Hub, Identity, MemoryEngine, Reject
 from openline.hub.backends.base import Engine
 from openline.hub.metrics import Timings
+from openline.protocol.http11 import Headers, Request
 from openline.web import App
 from openline.web.metrics import MetricsEndpoint, render_metrics
 
@@ -51,7 +53,8 @@ async def serving(app: App) -> AsyncIterator[int]:
 
 async def client(port: int, **kwargs: Any) -> HubClient:
     kwargs.setdefault("ping_interval", None)
-    ws = await connect(f"ws://127.0.0.1:{port}/ws", subprotocols=["openline.v1"], **kwargs)
+    kwargs.setdefault("subprotocols", ["openline.v1"])
+    ws = await connect(f"ws://127.0.0.1:{port}/ws", **kwargs)
     hub_client = HubClient(ws)
     hub_client.welcome = await hub_client.expect("welcome")
     return hub_client
@@ -265,6 +268,52 @@ async def test_the_engine_reads_down_when_redis_is_gone(redis_server: Any) -> No
             await publisher.close()
     finally:
         await engine.close()
+
+
+async def test_refused_handshakes_are_counted_by_result() -> None:
+    def authenticate(credentials: Credentials) -> Identity:
+        token = credentials.token
+        if token == "banned":
+            raise Reject(403, "banned")
+        if token == "later":
+            raise Reject(429, "too many attempts")
+        if token is None:
+            raise Reject(401, "who are you?")
+        return Identity(token)
+
+    hub = Hub(authenticate=authenticate)
+    async with App(hub).run("127.0.0.1", 0, max_connections=1) as server:
+        port = server.sockets[0].getsockname()[1]
+        url = f"ws://127.0.0.1:{port}/ws"
+        for token in (None, "banned", "later"):
+            offers = ["openline.v1"] + ([f"openline.token.{token}"] if token else [])
+            with pytest.raises(InvalidStatus):
+                await connect(url, subprotocols=offers)
+        ada = await client(port, subprotocols=["openline.v1", "openline.token.ada"])
+        with pytest.raises(InvalidStatus) as caught:
+            await connect(url, subprotocols=["openline.v1", "openline.token.bob"])
+        assert caught.value.response.status == 503  # max_connections
+        metrics = await scrape(port)
+        assert metrics.by_label("openline_handshakes", "result") == {
+            "accepted": 1,
+            "unauthorized": 1,
+            "forbidden": 1,
+            "refused": 1,
+            "unavailable": 1,
+        }
+        await ada.close()
+
+
+def test_without_prometheus_client_metrics_answer_501(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A None entry in sys.modules makes the import fail, as when the package is missing.
+    for name in [name for name in sys.modules if name.startswith("prometheus_client")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    hub = Hub()
+    with pytest.raises(ImportError, match=r"openline\[server\]"):
+        render_metrics(hub)
+    request = Request("/metrics", Headers([("Host", "example")]))
+    reply = MetricsEndpoint(hub).respond(request)
+    assert reply.status == 501 and b"openline[server]" in reply.body
 
 
 # --- the endpoint ------------------------------------------------------------------------
