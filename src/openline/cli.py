@@ -321,6 +321,8 @@ _HUB_FLAGS = {
 
 #: The environment variable that ``--secret`` overrides.
 SECRET_ENV = "OPENLINE_SECRET"
+#: The environment variable that ``--metrics-key`` overrides.
+METRICS_KEY_ENV = "OPENLINE_METRICS_KEY"
 #: Shortest ``--secret``, in bytes (UTF-8).
 MIN_SECRET = 16
 
@@ -444,6 +446,12 @@ def _add_serve(commands: Any) -> None:
         "else random per process); every node behind one address needs the same",
     )
     _add_jwt_flags(hub, unset)
+    hub.add_argument(
+        "--metrics-key",
+        default=os.environ.get(METRICS_KEY_ENV) or None,
+        help=f"/metrics asks for 'Authorization: Bearer KEY' (default: ${METRICS_KEY_ENV}, "
+        "else /metrics is open like /healthz)",
+    )
     scale = serve.add_argument_group("scaling out (docs/scaling.md)")
     scale.add_argument(
         "--redis",
@@ -596,6 +604,7 @@ def _print_urls(sockets: Sequence[socket.socket], secure: bool, engine: str) -> 
         print(f"openline hub: open {http_url}/ in a browser (Ctrl-C to stop)", flush=True)
         print(f"  hub endpoint {ws_url}{WS_PATH} (subprotocol openline.v1)", flush=True)
         print(f"  health       {http_url}/healthz", flush=True)
+        print(f"  metrics      {http_url}/metrics", flush=True)
     print(f"  engine       {engine}", flush=True)
 
 
@@ -695,6 +704,7 @@ def _make_app(args: argparse.Namespace, engine: Engine, *, ticker: bool) -> App:
             origin_required=args.origin_required,
             secret=secret_from(args),
             jwt=jwt_from(args),
+            metrics_key=getattr(args, "metrics_key", None),
             **(
                 {"ticker_interval": args.ticker_interval}
                 if hasattr(args, "ticker_interval")

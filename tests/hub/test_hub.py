@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 from typing import Any
 
@@ -77,17 +78,25 @@ async def test_metrics_count_connections_and_messages(engine: Engine) -> None:
         await writer.publish("a", 1)
         await reader.expect("message")
         metrics = running.hub.metrics()
+        sent = [{"type": "subscribe", "ch": "a"}, {"type": "publish", "ch": "a", "data": 1}]
+        assert metrics.pop("bytes_out") > 0
         assert metrics == {
             "connections": 2,
             "connections_total": 2,
+            "handshakes.accepted": 2,
             "messages_in": 2,
+            "bytes_in": sum(len(json.dumps(message)) for message in sent),
             # two welcomes, subscribed, ack, message
             "messages_out": 5,
             "publishes": 1,
+            "resumes_recovered": 0,
+            "resumes_gap": 0,
             "slow_consumers": 0,
             "slow_consumer_resets": 0,
             "abuse_closes": 0,
+            "keepalive_timeouts": 0,
         }
+        assert running.hub.stats.publish_latency.count == 1
         await writer.close()
         await wait_for(lambda: running.hub.metrics()["connections"] == 1)
 

@@ -63,7 +63,7 @@ from collections.abc import (
 )
 from typing import Any, NoReturn, cast
 
-from ..exceptions import ConcurrencyError, InvalidState
+from ..exceptions import ConcurrencyError, ConnectionClosed, InvalidState
 from ..protocol.connection import Connection as Core
 from ..protocol.connection import Side, State
 from ..protocol.events import BinaryMessage, Event, Pong, TextMessage
@@ -76,7 +76,10 @@ from .config import Settings
 from .kernel import bytes_acked, limit_send_buffer, reset_on_close, send_queue_size
 from .messages import MessageQueue
 
-__all__ = ["Connection"]
+__all__ = ["KEEPALIVE_TIMEOUT_REASON", "Connection", "is_keepalive_timeout"]
+
+#: The reason of the 1011 close frame sent when a keepalive ping goes unanswered.
+KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
 
 _OPEN = State.OPEN
 # How long the answer to the peer's close waits for the application to read the
@@ -982,7 +985,7 @@ class Connection(asyncio.Protocol):
             return
         if self._settings.debug:
             self._settings.logger.debug("keepalive ping timeout: failing the connection")
-        core.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        core.fail(CloseCode.INTERNAL_ERROR, KEEPALIVE_TIMEOUT_REASON)
         # The line is presumed dead: recv() raises now rather than after close_timeout.
         self._messages.close(self._close_exc)
         self._flush(core)
@@ -1245,3 +1248,13 @@ def _writelines(transport: asyncio.Transport, chunks: list[bytes]) -> None:
         transport.writelines(chunks)
     else:
         transport.write(b"".join(chunks))
+
+
+def is_keepalive_timeout(exc: ConnectionClosed) -> bool:
+    """Tell whether we closed the connection because a keepalive ping went unanswered."""
+    sent = exc.sent
+    return (
+        sent is not None
+        and sent.code == CloseCode.INTERNAL_ERROR
+        and sent.reason == KEEPALIVE_TIMEOUT_REASON
+    )

@@ -11,6 +11,7 @@ request costs no task, only the protocol, its buffer and the ``open_timeout`` ti
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import enum
 import inspect
@@ -144,6 +145,7 @@ class ServerConnection(Connection):
 
     def _reject(self, status: int, exc: InvalidHandshake) -> None:
         """Answer a malformed request with a plain-text error and close."""
+        self._server.refusals[status] += 1
         settings = self._settings
         if settings.debug:
             settings.logger.debug("invalid upgrade request: %s", exc)
@@ -205,13 +207,17 @@ class ServerConnection(Connection):
         """Decide the handshake response: a refusal or the upgrade."""
         server = self._server
         if server._closing:
+            server.refusals[503] += 1
             return server._handshake.reject(503, "server is shutting down\n"), None
         limit = server._max_connections
         if limit is not None and len(server.connections) >= limit:
+            server.refusals[503] += 1
             return server._handshake.reject(503, "too many connections\n"), None
         head, negotiated, error = server._handshake.process_request_head(request)
-        if error is not None and self._settings.debug:
-            self._settings.logger.debug("rejected upgrade request: %s", error)
+        if error is not None:
+            server.refusals[_status_of(head)] += 1
+            if self._settings.debug:
+                self._settings.logger.debug("rejected upgrade request: %s", error)
         return head, negotiated
 
     def _finish(self, response: bytes | Response, negotiated: Negotiated | None) -> None:
@@ -318,6 +324,9 @@ class Server:
 
     Attributes:
         connections: The open connections (past their opening handshake).
+        refusals: Requests the server itself refused, by status: malformed
+            (400, 431), not a valid upgrade (400, 426...), too many connections
+            or shutting down (503). Answers of ``process_request`` aren't counted.
     """
 
     def __init__(
@@ -342,6 +351,7 @@ class Server:
         self._open_timeout = open_timeout
         self._server: asyncio.Server | None = None
         self.connections: set[ServerConnection] = set()
+        self.refusals: collections.Counter[int] = collections.Counter()
         # The protocols still in their opening handshake; with connections, every
         # live protocol (each is in one of the two sets).
         self._protocols: set[ServerConnection] = set()
@@ -493,6 +503,11 @@ async def _await(awaitable: Awaitable[None]) -> None:
 
 def _remaining(loop: asyncio.AbstractEventLoop, deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - loop.time())
+
+
+def _status_of(head: bytes) -> int:
+    """The status code of a serialized response head (``HTTP/1.1 400 ...``)."""
+    return int(head[9:12])
 
 
 def _check_close(code: int, reason: str) -> None:

@@ -334,7 +334,9 @@ class Channel:
         sync.items.append((message, frame))
         sync.size += len(frame)
         if self.fanout.exceeds_buffer(sync.size):
-            self.fanout.evict(session, "slow consumer: its history queue overflowed")
+            self.fanout.evict(
+                session, "slow consumer: its history queue overflowed", reason="history"
+            )
 
     def _settle(self, session: Session, sync: Sync) -> None:
         """Make a ready subscriber live once it has caught up with the channel."""

@@ -162,6 +162,7 @@ class Fanout:
         """
         await Broadcast(frame, text=True).send(session.ws)
         self.stats.messages_out += 1
+        self.stats.bytes_out += len(frame)
 
     def write(self, session: Session, frame: bytes) -> None:
         """Write one frame to one session without waiting, under the policy."""
@@ -191,18 +192,29 @@ class Fanout:
                     behind = []
                 behind.append((session, buffered))
         self.stats.messages_out += written
+        self.stats.bytes_out += written * len(frame)
         if behind is not None:
             # After the loop: evicting changes the channel's sets being iterated.
             for session, buffered in behind:
                 self._check_behind(session, buffered)
 
-    def evict(self, session: Session, why: str = "slow consumer") -> None:
-        """Stop all sending to ``session`` and close its connection (see the module)."""
+    def evict(
+        self, session: Session, why: str = "slow consumer", *, reason: str = "buffer"
+    ) -> None:
+        """Stop all sending to ``session`` and close its connection (see the module).
+
+        Args:
+            session: The subscriber.
+            why: Logged.
+            reason: Counted in the hub's ``evictions``: ``buffer``, ``stalled``
+                or ``history``.
+        """
         if session.closing:
             return
         session.closing = True
         self._behind.pop(session, None)
         self.stats.slow_consumers += 1
+        self.stats.evictions[reason] += 1
         self._logger.info("closing %s: %s", session.client, why)
         for ch in session.subs:
             channel = self._channels.get(ch)
@@ -260,7 +272,11 @@ class Fanout:
             if self.exceeds_buffer(unsent):
                 self.evict(session, f"slow consumer: {unsent} bytes unsent")
             elif self._timeout is not None and now - entry.since >= self._timeout:
-                self.evict(session, f"slow consumer: stalled for {now - entry.since:.2f} s")
+                self.evict(
+                    session,
+                    f"slow consumer: stalled for {now - entry.since:.2f} s",
+                    reason="stalled",
+                )
         if self._behind:
             self._schedule_sweep()
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..asyncio.broadcast import Broadcast
 from ..asyncio.config import check_count, check_timeout
+from ..asyncio.connection import is_keepalive_timeout
 from ..asyncio.server import ProcessRequest, ServerConnection, serve
 from ..exceptions import BackendUnavailable, ConnectionClosed
 from ..protocol.connection import State
@@ -310,6 +311,16 @@ class Hub:
             raise ValueError(f"invalid message id: {id!r}")
         return await self._store(ch, wire.encode_json(data), id, user, user)
 
+    @property
+    def subscription_count(self) -> int:
+        """Channel subscriptions of this process's connections, now."""
+        return sum(len(session.subs) for session in self._sessions)
+
+    @property
+    def channel_count(self) -> int:
+        """Channels with at least one subscriber in this process, now."""
+        return len(self._channels)
+
     def metrics(self) -> dict[str, int]:
         """Return the hub's counters, errors as ``errors.<code>``."""
         return self.stats.as_dict()
@@ -341,6 +352,7 @@ class Hub:
         """
         self._forget_failed_handshakes()
         if SUBPROTOCOL not in offered_subprotocols(request):
+            self.stats.handshakes["bad_subprotocol"] += 1
             return Response.plain(
                 400, f"this is an openline hub: offer the {SUBPROTOCOL} subprotocol\n"
             )
@@ -350,8 +362,10 @@ class Hub:
         try:
             identity = await call_hook(self._authenticate, credentials)
         except Reject as exc:
+            self.stats.handshakes[_REFUSALS.get(exc.status, "refused")] += 1
             return _refusal(exc.status, exc.reason)
         if identity is None:
+            self.stats.handshakes["unauthorized"] += 1
             return _refusal(401, "authentication required")
         if not isinstance(identity, Identity) or not identity.user:
             raise TypeError(f"authenticate must return an Identity with a user, got {identity!r}")
@@ -378,6 +392,7 @@ class Hub:
         stats = self.stats
         stats.connections += 1
         stats.connections_total += 1
+        stats.handshakes["accepted"] += 1
         try:
             await self._send(session, self._welcome(session))
             self.tokens.watch(session)
@@ -385,8 +400,9 @@ class Hub:
                 if session.closing:
                     continue  # the close frame is on its way: read until it's answered
                 await self._receive(session, raw)
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as exc:
+            if is_keepalive_timeout(exc):
+                stats.keepalive_timeouts += 1
         finally:
             stats.connections -= 1
             self.tokens.forget(session)
@@ -397,7 +413,9 @@ class Hub:
 
     async def _receive(self, session: Session, raw: str | bytes) -> None:
         """Handle one client message; every refusal becomes an ``error`` reply."""
-        self.stats.messages_in += 1
+        stats = self.stats
+        stats.messages_in += 1
+        stats.bytes_in += len(raw)
         request: wire.Request | None = None
         now = time.monotonic()
         try:
@@ -514,7 +532,11 @@ class Hub:
             # Length-prefixed, so that no (scope, id) pair can spell another's key.
             owner = scope or ""
             key = f"{len(owner)}:{owner}:{msg_id}"
-        result = await self.engine.publish(ch, data, msg_id=key, meta=meta or None)
+        started = time.perf_counter()
+        try:
+            result = await self.engine.publish(ch, data, msg_id=key, meta=meta or None)
+        finally:
+            self.stats.publish_latency.observe(time.perf_counter() - started)
         if not result.duplicate:
             self.stats.publishes += 1
         return result
@@ -555,7 +577,10 @@ class Hub:
         if snapshot is not None:
             sync.presence_seq = snapshot.seq
         recovered = since is not None and result.recovered
-        if since is not None and not recovered:
+        if recovered:
+            self.stats.resumes_recovered += 1
+        elif since is not None:
+            self.stats.resumes_gap += 1
             await self._send(session, wire.encode_gap(ch, result.epoch, since, result.first_offset))
         subscribed = {
             "type": "subscribed",
@@ -695,6 +720,7 @@ class Hub:
         """
         await Broadcast(frame, text=True).send(session.ws)
         self.stats.messages_out += 1
+        self.stats.bytes_out += len(frame)
 
     # --- private: housekeeping ---------------------------------------------------------
 
@@ -715,6 +741,10 @@ class Hub:
         stale = [ws for ws in self._identities if ws.state is State.CLOSED]
         for ws in stale:
             del self._identities[ws]
+
+
+#: Handshake results counted by the status an authentication hook refused with.
+_REFUSALS = {401: "unauthorized", 403: "forbidden"}
 
 
 def _refusal(status: int, reason: str) -> Response:

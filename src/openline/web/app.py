@@ -11,6 +11,8 @@ One port serves everything; each request goes to one of these by its shape:
                        200, or 503 when the engine says it is degraded
 ``/api/ticker``        the ticker's latest value as JSON, for the polling panels
 ``/api/session``       a signed demo token: ``GET /api/session?name=Ada``
+``/metrics``           Prometheus metrics (:mod:`openline.web.metrics`); open
+                       unless a ``metrics_key`` is set
 =====================  =========================================================
 
 Static files answer ``GET`` and ``HEAD`` only (405 otherwise).
@@ -56,6 +58,7 @@ from ..hub.auth import Action, Authorize
 from ..hub.backends.base import Engine
 from ..hub.jwt_auth import JwtAuth
 from ..protocol.http11 import Request, Response
+from .metrics import METRICS_PATH, MetricsEndpoint
 from .origin import OriginPolicy, forbidden
 from .static import (
     ALLOWED_METHODS,
@@ -106,6 +109,7 @@ class App:
             this server's own and clients without ``Origin``.
         signer: Issues the tokens of ``/api/session``; ``None`` turns that
             path off (404). The hub's authentication hook must accept them.
+        metrics: Answers ``/metrics``; by default one without a key.
     """
 
     def __init__(
@@ -116,8 +120,10 @@ class App:
         static: StaticFiles | None = None,
         origins: OriginPolicy | None = None,
         signer: TokenSigner | None = None,
+        metrics: MetricsEndpoint | None = None,
     ) -> None:
         self.hub = hub
+        self.metrics = MetricsEndpoint(hub) if metrics is None else metrics
         self.ticker = ticker
         self.origins = OriginPolicy() if origins is None else origins
         self.signer = signer
@@ -154,6 +160,7 @@ class App:
             async with self.hub.serve(
                 host, port, process_request=self.process_request, **kwargs
             ) as server:
+                self.metrics.collector.server = server
                 if self.ticker is not None:
                     self.ticker.start()
                 yield server
@@ -199,12 +206,15 @@ class App:
         if _is_upgrade(request):
             refusal = self.origins.refusal(request, secure=self.secure)
             if refusal is not None:
+                self.hub.stats.handshakes["origin"] += 1
                 return forbidden(refusal)
             return None  # the hub checks the subprotocol and authenticates
         path = request_path(request)
         head = request.method == "HEAD"
         if path in self.static:
             return self.static.respond(request, path)
+        if path == METRICS_PATH:
+            return self.metrics.respond(request)
         if path == SESSION_PATH and self.signer is not None:
             return self._session_response(request, self.signer)
         if path == WS_PATH:
@@ -280,6 +290,7 @@ def create_app(
     secret: str | bytes | None = None,
     token_ttl: float = DEFAULT_TOKEN_TTL,
     jwt: JwtAuth | None = None,
+    metrics_key: str | None = None,
     **hub_kwargs: Any,
 ) -> App:
     """Build what ``openline serve`` runs: a hub with signed demo identities, the pages, a ticker.
@@ -300,6 +311,7 @@ def create_app(
         token_ttl: Seconds a token stays valid.
         jwt: When given, the hub accepts only its JWTs (and applies their
             channel claims) instead of the demo's tokens.
+        metrics_key: The bearer key ``/metrics`` asks for; ``None``: open.
         **hub_kwargs: Passed to :class:`~openline.hub.Hub` (limits, timeouts).
 
     Raises:
@@ -321,6 +333,7 @@ def create_app(
         ticker=Ticker(hub, channel, interval=ticker_interval) if ticker else None,
         origins=policy,
         signer=signer,
+        metrics=MetricsEndpoint(hub, key=metrics_key),
     )
 
 

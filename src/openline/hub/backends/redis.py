@@ -43,6 +43,7 @@ import logging
 import math
 import secrets
 import ssl
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -51,6 +52,7 @@ from ...asyncio.backoff import Backoff
 from ...asyncio.config import check_timeout
 from ...exceptions import BackendUnavailable
 from ..config import check_positive, check_positive_int
+from ..metrics import Timings
 from . import redis_lua
 from .base import (
     Callback,
@@ -214,6 +216,9 @@ class RedisEngine:
         self._reconnects = 0
         self._reaped = 0
         self._delivered = 0
+        #: Seconds each script took, by script name (``PUBLISH``, ``HISTORY``...),
+        #: failures included: what ``/metrics`` shows as Redis round trips.
+        self.round_trips: dict[str, Timings] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -740,11 +745,17 @@ class RedisEngine:
             await self.start()
         from redis.exceptions import RedisError
 
+        started = time.perf_counter()
         try:
             return await self._scripts[script](keys=keys, args=args)
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             self._failed(exc)
             raise BackendUnavailable(f"Redis failed ({script.lower()}): {exc}") from exc
+        finally:
+            timings = self.round_trips.get(script)
+            if timings is None:
+                timings = self.round_trips[script] = Timings()
+            timings.observe(time.perf_counter() - started)
 
     def _closed(self) -> bool:
         # A method, so that type checkers don't narrow the status across awaits.
