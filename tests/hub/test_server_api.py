@@ -1,4 +1,4 @@
-"""The hub's server API (hub/server_api.py): reads and commands, on every engine and across nodes."""
+"""The hub's server API (hub/server_api.py): reads and commands, on each engine and node."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 from openline.hub import Credentials, Hub, Identity
 from openline.hub.backends.base import Engine
 
-from .conftest import EngineFactory
 from .helpers import TIMEOUT, HubClient, RunningHub, run_hub
 
 
