@@ -314,10 +314,13 @@ _HUB_FLAGS = {
     "presence_ttl": "--presence-ttl",
     "redis_timeout": "--redis-timeout",
     "secret": "--secret",
+    "api_key": "--api-key",
 }
 
 #: The environment variable that ``--secret`` overrides.
 SECRET_ENV = "OPENLINE_SECRET"
+#: The environment variable that ``--api-key`` overrides.
+API_KEY_ENV = "OPENLINE_API_KEY"
 #: Shortest ``--secret``, in bytes (UTF-8).
 MIN_SECRET = 16
 
@@ -439,6 +442,12 @@ def _add_serve(commands: Any) -> None:
         default=unset,
         help=f"key that signs the demo's tokens, {MIN_SECRET}+ bytes (default: ${SECRET_ENV}, "
         "else random per process); every node behind one address needs the same",
+    )
+    hub.add_argument(
+        "--api-key",
+        default=unset,
+        help=f"turn on the server API, POST /api/<method> (docs/server-api.md), for callers "
+        f"sending 'Authorization: apikey KEY' (default: ${API_KEY_ENV}, else off)",
     )
     scale = serve.add_argument_group("scaling out (docs/scaling.md)")
     scale.add_argument(
@@ -690,6 +699,7 @@ def _make_app(args: argparse.Namespace, engine: Engine, *, ticker: bool) -> App:
             origins=args.origins,
             origin_required=args.origin_required,
             secret=secret_from(args),
+            api_key=getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV) or None,
             **(
                 {"ticker_interval": args.ticker_interval}
                 if hasattr(args, "ticker_interval")

@@ -65,6 +65,7 @@ from .config import (
 from .fanout import Fanout
 from .metrics import Metrics
 from .presence import StateThrottle
+from .publisher import store
 from .server_api import DEFAULT_HISTORY_LIMIT, ServerAPI
 from .session import Hold, Session, Subscription
 from .wire import SUBPROTOCOL, RequestError
@@ -569,16 +570,7 @@ class Hub:
     async def _store(
         self, ch: str, data: bytes, msg_id: str | None, user: str | None, scope: str | None
     ) -> PublishResult:
-        meta: dict[str, str] = {}
-        if user is not None:
-            meta["user"] = user
-        key = None
-        if msg_id is not None:
-            meta["id"] = msg_id
-            # Length-prefixed, so that no (scope, id) pair can spell another's key.
-            owner = scope or ""
-            key = f"{len(owner)}:{owner}:{msg_id}"
-        result = await self.engine.publish(ch, data, msg_id=key, meta=meta or None)
+        result = await store(self.engine, ch, data, msg_id, user, scope)
         if not result.duplicate:
             self.stats.publishes += 1
         return result

@@ -11,6 +11,7 @@ One port serves everything; each request goes to one of these by its shape:
                        200, or 503 when the engine says it is degraded
 ``/api/ticker``        the ticker's latest value as JSON, for the polling panels
 ``/api/session``       a signed demo token: ``GET /api/session?name=Ada``
+``/api/<method>``      the server API (:mod:`openline.web.api`), with an API key only
 =====================  =========================================================
 
 Static files answer ``GET`` and ``HEAD`` only (405 otherwise).
@@ -54,7 +55,8 @@ from ..asyncio.server import Server, ServerConnection
 from ..hub import Hub, Identity
 from ..hub.auth import Action, Authorize
 from ..hub.backends.base import Engine
-from ..protocol.http11 import Request, Response
+from ..protocol.http11 import MAX_REQUEST_BODY, Request, Response
+from .api import ServerAPIRoutes
 from .origin import OriginPolicy, forbidden
 from .static import (
     ALLOWED_METHODS,
@@ -105,6 +107,11 @@ class App:
             this server's own and clients without ``Origin``.
         signer: Issues the tokens of ``/api/session``; ``None`` turns that
             path off (404). The hub's authentication hook must accept them.
+        api_key: Turns on the server API (``POST /api/<method>``) for callers
+            that send it; ``None`` leaves it off (404).
+
+    Raises:
+        ValueError: ``api_key`` is empty or not printable ASCII.
     """
 
     def __init__(
@@ -115,8 +122,10 @@ class App:
         static: StaticFiles | None = None,
         origins: OriginPolicy | None = None,
         signer: TokenSigner | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.hub = hub
+        self.api = None if api_key is None else ServerAPIRoutes(hub, api_key)
         self.ticker = ticker
         self.origins = OriginPolicy() if origins is None else origins
         self.signer = signer
@@ -149,6 +158,9 @@ class App:
         """
         self._started = time.monotonic()
         self.secure = kwargs.get("ssl") is not None
+        # Bodies are read (up to the limit) so that a POST gets a real answer:
+        # the API's, or 404 while it is off, rather than the parser's 400.
+        kwargs.setdefault("max_body", MAX_REQUEST_BODY)
         try:
             async with self.hub.serve(
                 host, port, process_request=self.process_request, **kwargs
@@ -204,6 +216,8 @@ class App:
         head = request.method == "HEAD"
         if path in self.static:
             return self.static.respond(request, path)
+        if self.api is not None and self.api.handles(path):
+            return await self.api.respond(request, path)
         if path == SESSION_PATH and self.signer is not None:
             return self._session_response(request, self.signer)
         if path == WS_PATH:
@@ -278,6 +292,7 @@ def create_app(
     origin_required: bool = False,
     secret: str | bytes | None = None,
     token_ttl: float = DEFAULT_TOKEN_TTL,
+    api_key: str | None = None,
     **hub_kwargs: Any,
 ) -> App:
     """Build what ``openline serve`` runs: a hub with signed demo identities, the pages, a ticker.
@@ -296,6 +311,7 @@ def create_app(
             random one made once per process: tokens then end with the process.
             Every process serving the same users needs the same key.
         token_ttl: Seconds a token stays valid.
+        api_key: The server API's key (``POST /api/<method>``); ``None``: off.
         **hub_kwargs: Passed to :class:`~openline.hub.Hub` (limits, timeouts).
 
     Raises:
@@ -317,6 +333,7 @@ def create_app(
         ticker=Ticker(hub, channel, interval=ticker_interval) if ticker else None,
         origins=policy,
         signer=signer,
+        api_key=api_key,
     )
 
 
