@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.redis_server
 
-import openline  # noqa: E402
-from openline.protocol.http11 import parse_request  # noqa: E402
+import openline
+from openline.protocol.http11 import parse_request
 
 UPGRADE = (
     b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8765\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
