@@ -16,6 +16,7 @@ from openline.hub import MemoryEngine
 from openline.hub.publisher import publish_to_engine
 from openline.protocol.http11 import MAX_REQUEST_BODY
 from openline.web import App, create_app
+from openline.web.app import MAX_BODY_WITHOUT_API
 
 from .helpers import Reply
 
@@ -166,6 +167,9 @@ async def test_without_a_key_the_api_is_off() -> None:
         for method in ("channels", "publish"):
             reply = await post(port, method, {"ch": "a", "data": 1})
             assert reply.status == 404, reply.body
+        # Nothing reads bodies then: a small bound.
+        reply = await post(port, "publish", b"{", length=MAX_BODY_WITHOUT_API + 1)
+        assert reply.status == 431
 
 
 async def test_the_async_client_publishes_and_reports_refusals(app: tuple[App, int]) -> None:

@@ -76,6 +76,8 @@ __all__ = ["DEMO_FILES", "SESSION_PATH", "WS_PATH", "App", "authorize_for", "cre
 WS_PATH = "/ws"
 #: Where clients get a signed token.
 SESSION_PATH = "/api/session"
+#: Largest request body read while the server API is off, in bytes (answered 404 or 405).
+MAX_BODY_WITHOUT_API = 4096
 
 #: URL path to file name in this package.
 DEMO_FILES = {
@@ -159,8 +161,9 @@ class App:
         self._started = time.monotonic()
         self.secure = kwargs.get("ssl") is not None
         # Bodies are read (up to the limit) so that a POST gets a real answer:
-        # the API's, or 404 while it is off, rather than the parser's 400.
-        kwargs.setdefault("max_body", MAX_REQUEST_BODY)
+        # the API's, or 404 while it is off, rather than the parser's 400. Off,
+        # nothing reads them: a small bound keeps what idle requests can hold small.
+        kwargs.setdefault("max_body", MAX_REQUEST_BODY if self.api else MAX_BODY_WITHOUT_API)
         try:
             async with self.hub.serve(
                 host, port, process_request=self.process_request, **kwargs
