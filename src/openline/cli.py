@@ -317,12 +317,15 @@ _HUB_FLAGS = {
     "secret": "--secret",
     "jwt_secret": "--jwt-secret",
     "jwt_public_key": "--jwt-public-key",
+    "api_key": "--api-key",
 }
 
 #: The environment variable that ``--secret`` overrides.
 SECRET_ENV = "OPENLINE_SECRET"
 #: The environment variable that ``--metrics-key`` overrides.
 METRICS_KEY_ENV = "OPENLINE_METRICS_KEY"
+#: The environment variable that ``--api-key`` overrides.
+API_KEY_ENV = "OPENLINE_API_KEY"
 #: Shortest ``--secret``, in bytes (UTF-8).
 MIN_SECRET = 16
 
@@ -451,6 +454,12 @@ def _add_serve(commands: Any) -> None:
         default=os.environ.get(METRICS_KEY_ENV) or None,
         help=f"/metrics asks for 'Authorization: Bearer KEY' (default: ${METRICS_KEY_ENV}, "
         "else /metrics is open like /healthz)",
+    )
+    hub.add_argument(
+        "--api-key",
+        default=unset,
+        help=f"turn on the server API, POST /api/<method> (docs/server-api.md), for callers "
+        f"sending 'Authorization: apikey KEY' (default: ${API_KEY_ENV}, else off)",
     )
     scale = serve.add_argument_group("scaling out (docs/scaling.md)")
     scale.add_argument(
@@ -705,6 +714,7 @@ def _make_app(args: argparse.Namespace, engine: Engine, *, ticker: bool) -> App:
             secret=secret_from(args),
             jwt=jwt_from(args),
             metrics_key=getattr(args, "metrics_key", None),
+            api_key=getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV) or None,
             **(
                 {"ticker_interval": args.ticker_interval}
                 if hasattr(args, "ticker_interval")

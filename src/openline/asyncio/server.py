@@ -121,6 +121,7 @@ class ServerConnection(Connection):
                 data if buffer is None else buffer,
                 max_line=server._max_header_line,
                 max_headers=server._max_headers,
+                max_body=server._max_body,
             )
         except SecurityError as exc:
             self._reject(431, exc)
@@ -340,6 +341,7 @@ class Server:
         max_header_line: int | None,
         max_headers: int | None,
         open_timeout: float | None,
+        max_body: int | None = 0,
     ) -> None:
         self._handler = handler
         self._settings = settings
@@ -348,6 +350,7 @@ class Server:
         self._max_connections = max_connections
         self._max_header_line = max_header_line
         self._max_headers = max_headers
+        self._max_body = max_body
         self._open_timeout = open_timeout
         self._server: asyncio.Server | None = None
         self.connections: set[ServerConnection] = set()
@@ -557,6 +560,9 @@ class serve:  # used like a function: serve(...)
         max_header_line: Longest request line or header line, in bytes.
         max_headers: Most header lines in the upgrade request. For both,
             ``None`` disables the limit; a request beyond them gets a 431.
+        max_body: Largest body of a non-``GET`` request (an HTTP API answered
+            by ``process_request``), in bytes; 0 (the default) refuses bodies
+            with a 400, ``None`` disables the limit, a larger body gets a 431.
         ping_interval: Seconds between keepalive pings; ``None`` disables keepalive.
         ping_timeout: Seconds to wait for a keepalive pong before closing with
             1011; ``None`` waits forever.
@@ -595,6 +601,7 @@ class serve:  # used like a function: serve(...)
         max_connections: int | None = None,
         max_header_line: int | None = 8192,
         max_headers: int | None = 128,
+        max_body: int | None = 0,
         # timeouts
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
@@ -632,6 +639,7 @@ class serve:  # used like a function: serve(...)
             max_header_line=check_count("max_header_line", max_header_line, minimum=1),
             max_headers=check_count("max_headers", max_headers, minimum=1),
             open_timeout=open_timeout,
+            max_body=check_count("max_body", max_body),
         )
         if ssl is not None and open_timeout is not None:
             kwargs.setdefault("ssl_handshake_timeout", open_timeout)

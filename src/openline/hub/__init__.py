@@ -29,6 +29,8 @@ from .events import (
     Publication,
     Reconnecting,
     Resumed,
+    ServerSubscribed,
+    ServerUnsubscribed,
     StateChange,
 )
 from .hub import Hub
@@ -69,6 +71,8 @@ __all__ = [
     "Reconnecting",
     "Reject",
     "Resumed",
+    "ServerSubscribed",
+    "ServerUnsubscribed",
     "StateChange",
     "Subscription",
     "TokenIdentity",

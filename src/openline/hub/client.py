@@ -67,6 +67,8 @@ from .events import (
     Gap,
     Presence,
     Reconnecting,
+    ServerSubscribed,
+    ServerUnsubscribed,
 )
 from .policy import POLICY, Pacer, PolicyBackoff
 from .subscription import ClientClosed, Subscription, parse_presence
@@ -910,6 +912,8 @@ class Client:
                 self._on_error(message)
             elif kind == "presence" and message.get("rid") is not None:
                 self._on_presence_reply(message)
+            elif kind == "subscribed" and message["ch"] not in self._subs:
+                self._on_server_subscribed(message)
             elif kind in _CHANNEL_TYPES:
                 return self._on_channel(kind, message)
             elif kind == "refresh" and self._get_token is not None and self._ws is not None:
@@ -917,7 +921,9 @@ class Client:
                     self._refreshing = asyncio.ensure_future(self._refresh(self._ws))
             elif kind == "refreshed":
                 self.stats["refreshes"] += 1
-            # pong, unsubscribed, and types of later versions: nothing to do.
+            elif kind == "unsubscribed":
+                self._on_unsubscribed(message)
+            # pong and types of later versions: nothing to do.
         except (KeyError, TypeError, ValueError) as exc:
             self._report(Error(HubError(f"the hub sent a malformed {kind} message: {exc!r}")))
         return None
@@ -934,7 +940,11 @@ class Client:
         elif kind == "gap":
             room = sub.on_gap(message)
         elif kind == "subscribed":
-            if message.get("rid") == sub.rid:  # else it answers an earlier request
+            rid = message.get("rid")
+            # Else it answers an earlier request. Without a rid, the server
+            # subscribed us itself; if our own subscribe was in flight, the
+            # hub refuses it as already_subscribed, so this is its answer.
+            if rid == sub.rid or (rid is None and not sub.answered):
                 sub.on_subscribed(message)
             room = True
         elif kind == "presence":
@@ -942,6 +952,29 @@ class Client:
         else:
             room = sub.on_member(kind, message)
         return None if room else sub
+
+    def _on_server_subscribed(self, message: dict[str, Any]) -> None:
+        """Adopt a subscription the server made for us (docs/protocol.md, server API)."""
+        ch = message["ch"]
+        if message.get("rid") is not None:
+            return  # the answer to a subscribe we dropped meanwhile
+        sub = Subscription(
+            self, ch, presence=False, since=None, max_buffer=self._max_buffer, report=self._report
+        )
+        sub.on_subscribed(message)
+        self._subs[ch] = sub
+        self._report(ServerSubscribed(ch))
+
+    def _on_unsubscribed(self, message: dict[str, Any]) -> None:
+        """End a subscription the server ended; ignore the answer to our own unsubscribe."""
+        sub = self._subs.get(message["ch"])
+        # Our own unsubscribe forgot the subscription at once; one subscribed
+        # again since is unanswered until the hub's reply to that comes.
+        if sub is None or not sub.answered or message.get("rid") is not None:
+            return
+        del self._subs[sub.ch]
+        sub.finish(ClientClosed("unsubscribed by the server"))
+        self._report(ServerUnsubscribed(sub.ch))
 
     def _on_ack(self, message: dict[str, Any]) -> None:
         entry = self._outbox.pop(str(message.get("rid")), None)

@@ -33,6 +33,8 @@ __all__ = [
     "Publication",
     "Reconnecting",
     "Resumed",
+    "ServerSubscribed",
+    "ServerUnsubscribed",
     "StateChange",
 ]
 
@@ -249,4 +251,40 @@ class Error:
 
 
 #: What ``Client.events()`` yields.
-ClientEvent = Connected | Disconnected | Reconnecting | Resumed | Gap | Error
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerSubscribed:
+    """The server subscribed this client to a channel it hadn't asked for.
+
+    The client adopts the subscription: it resumes it after a redial like its
+    own, and the application reads it like one (``client.subscriptions[ch]``).
+
+    Attributes:
+        ch: The channel.
+    """
+
+    ch: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerUnsubscribed:
+    """The server unsubscribed this client from a channel.
+
+    The subscription's iteration ends with ``ClientClosed("unsubscribed by the server")``.
+
+    Attributes:
+        ch: The channel.
+    """
+
+    ch: str
+
+
+ClientEvent = (
+    Connected
+    | Disconnected
+    | Reconnecting
+    | Resumed
+    | Gap
+    | Error
+    | ServerSubscribed
+    | ServerUnsubscribed
+)

@@ -49,7 +49,7 @@ from .auth import (
     find_token,
     offered_subprotocols,
 )
-from .backends.base import Engine, PresenceSnapshot, PublishResult
+from .backends.base import Engine, HistoryResult, PresenceSnapshot, PublishResult
 from .backends.memory import MemoryEngine
 from .channel import Channel
 from .config import (
@@ -66,7 +66,9 @@ from .config import (
 from .fanout import Fanout
 from .metrics import Metrics
 from .presence import StateThrottle
+from .publisher import store
 from .refresh import TokenClock
+from .server_api import DEFAULT_HISTORY_LIMIT, ServerAPI
 from .session import Hold, Session, Subscription
 from .wire import SUBPROTOCOL, RequestError
 
@@ -228,6 +230,16 @@ class Hub:
         )
         # Identities decided in the handshake hook, until the handler picks them up.
         self._identities: dict[ServerConnection, tuple[Identity, str]] = {}
+        self._api = ServerAPI(
+            self.engine,
+            sessions=self._sessions,
+            local_channels=self._channels.keys,
+            subscribe=self._server_subscribe,
+            unsubscribe=self._server_unsubscribe,
+            max_channel_length=self._parser.max_channel_length,
+            spawn=self._spawn,
+            logger=self._logger,
+        )
 
     # --- public API --------------------------------------------------------------------
 
@@ -321,6 +333,74 @@ class Hub:
         """Channels with at least one subscriber in this process, now."""
         return len(self._channels)
 
+    # --- server API (docs/server-api.md; the logic is in server_api.py) ----------------
+
+    async def presence(self, ch: str) -> PresenceSnapshot:
+        """Who is in ``ch`` on every node (counts only beyond ``presence_limit`` users).
+
+        Raises:
+            ValueError: ``ch`` isn't a valid channel name.
+            BackendUnavailable: The engine can't reach its store.
+        """
+        return await self._api.presence(ch, max_users=self._presence_limit)
+
+    async def history(
+        self,
+        ch: str,
+        *,
+        since: int | None = None,
+        epoch: str | None = None,
+        limit: int = DEFAULT_HISTORY_LIMIT,
+    ) -> HistoryResult:
+        """Read ``ch``'s history; see :meth:`.server_api.ServerAPI.history`.
+
+        Raises:
+            ValueError: An argument is invalid.
+            BackendUnavailable: The engine can't reach its store.
+        """
+        return await self._api.history(ch, since=since, epoch=epoch, limit=limit)
+
+    async def channels(self) -> list[str]:
+        """Channels with a subscriber on any node; see :meth:`.server_api.ServerAPI.channels`.
+
+        Raises:
+            BackendUnavailable: The engine can't reach its store.
+        """
+        return await self._api.channels()
+
+    async def disconnect(
+        self, user: str, *, code: int = 1008, reason: str = "disconnected by the server"
+    ) -> None:
+        """Close every connection of ``user``, on every node, with ``code`` and ``reason``.
+
+        Raises:
+            ValueError: ``user``, ``code`` or ``reason`` is invalid.
+            BackendUnavailable: The engine can't reach its store.
+        """
+        await self._api.disconnect(user, code, reason)
+
+    async def subscribe(self, user: str, ch: str) -> None:
+        """Subscribe every connection of ``user``, on every node, to ``ch``.
+
+        Each gets ``subscribed`` without a ``rid``, then the channel's messages.
+
+        Raises:
+            ValueError: ``user`` or ``ch`` is invalid.
+            BackendUnavailable: The engine can't reach its store.
+        """
+        await self._api.subscribe(user, ch)
+
+    async def unsubscribe(self, user: str, ch: str) -> None:
+        """Unsubscribe every connection of ``user``, on every node, from ``ch``.
+
+        Each gets ``unsubscribed`` without a ``rid``.
+
+        Raises:
+            ValueError: ``user`` or ``ch`` is invalid.
+            BackendUnavailable: The engine can't reach its store.
+        """
+        await self._api.unsubscribe(user, ch)
+
     def metrics(self) -> dict[str, int]:
         """Return the hub's counters, errors as ``errors.<code>``."""
         return self.stats.as_dict()
@@ -332,6 +412,7 @@ class Hub:
         connections; call this afterwards.
         """
         self._states.close()
+        await self._api.close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -394,6 +475,7 @@ class Hub:
         stats.connections_total += 1
         stats.handshakes["accepted"] += 1
         try:
+            await self._api.listen()
             await self._send(session, self._welcome(session))
             self.tokens.watch(session)
             async for raw in ws:
@@ -523,18 +605,9 @@ class Hub:
     async def _store(
         self, ch: str, data: bytes, msg_id: str | None, user: str | None, scope: str | None
     ) -> PublishResult:
-        meta: dict[str, str] = {}
-        if user is not None:
-            meta["user"] = user
-        key = None
-        if msg_id is not None:
-            meta["id"] = msg_id
-            # Length-prefixed, so that no (scope, id) pair can spell another's key.
-            owner = scope or ""
-            key = f"{len(owner)}:{owner}:{msg_id}"
         started = time.perf_counter()
         try:
-            result = await self.engine.publish(ch, data, msg_id=key, meta=meta or None)
+            result = await store(self.engine, ch, data, msg_id, user, scope)
         finally:
             self.stats.publish_latency.observe(time.perf_counter() - started)
         if not result.duplicate:
@@ -606,6 +679,29 @@ class Hub:
         await self._send(
             session, wire.dumps({"type": "unsubscribed", "ch": ch, "rid": request.rid})
         )
+
+    async def _server_subscribe(self, session: Session, ch: str) -> None:
+        """Subscribe a session because server code asked (no hook, no limit, no rid)."""
+        if ch in session.subs or session.closing:
+            return
+        session.subs[ch] = Subscription(False)
+        try:
+            await self._start_subscription(session, wire.Subscribe(ch))
+        except BackendUnavailable:
+            self._logger.warning("server subscribe of %s to %r failed", session.client, ch)
+            if session.subs.pop(ch, None) is not None:
+                await self._leave(session, ch)
+        except BaseException:
+            if session.subs.pop(ch, None) is not None:
+                await self._leave(session, ch)
+            raise
+
+    async def _server_unsubscribe(self, session: Session, ch: str) -> None:
+        """Unsubscribe a session because server code asked, and tell it."""
+        if session.subs.pop(ch, None) is None:
+            return
+        await self._leave(session, ch)
+        await self._send(session, wire.dumps({"type": "unsubscribed", "ch": ch}))
 
     async def _set_state(self, session: Session, request: wire.SetState) -> None:
         ch = request.ch

@@ -26,6 +26,7 @@ __all__ = [
     "MAX_BODY",
     "MAX_HEADERS",
     "MAX_LINE",
+    "MAX_REQUEST_BODY",
     "MAX_SIZE",
     "Headers",
     "HeadersLike",
@@ -44,6 +45,9 @@ MAX_HEADERS = 128
 MAX_SIZE = 65536
 #: Default limit on the body of a response, in bytes.
 MAX_BODY = 1_048_576
+#: The documented limit on a request body when a server accepts bodies (the
+#: server API); :func:`parse_request` refuses every body unless given a limit.
+MAX_REQUEST_BODY = 1_048_576
 
 _T = TypeVar("_T")
 
@@ -264,12 +268,14 @@ def _check_field(name: str, value: str) -> None:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Request:
-    """An HTTP/1.1 request without a body, such as a WebSocket upgrade request.
+    """An HTTP/1.1 request, such as a WebSocket upgrade request (which has no body).
 
     Attributes:
         path: The request target, such as ``/chat?room=1``.
         headers: The header fields.
         method: The method; a WebSocket handshake uses ``GET``.
+        body: The body; empty unless the parser was allowed bodies (``max_body``)
+            and the request announced one with ``Content-Length``.
 
     Raises:
         ValueError: ``method`` isn't a token or ``path`` contains a space or a
@@ -279,6 +285,7 @@ class Request:
     path: str
     headers: Headers
     method: str = "GET"
+    body: bytes = b""
 
     def __post_init__(self) -> None:
         if not _TOKEN_RE.fullmatch(self.method):
@@ -374,29 +381,41 @@ def parse_request(
     max_line: int | None = MAX_LINE,
     max_headers: int | None = MAX_HEADERS,
     max_size: int | None = MAX_SIZE,
+    max_body: int | None = 0,
 ) -> tuple[Request, int] | None:
-    """Parse an upgrade request at the start of ``buf``.
+    """Parse an upgrade request, or a plain request with a small body, at the start of ``buf``.
 
-    The request ends at the first CRLF CRLF; what follows belongs to the
-    WebSocket stream. Lines must end with CRLF: a bare CR or LF is an error.
+    By default the request ends at the first CRLF CRLF; what follows belongs to
+    the WebSocket stream. Lines must end with CRLF: a bare CR or LF is an error.
     Limits are checked before syntax, on whatever part of the head has arrived.
+
+    With ``max_body`` above 0, a request whose method isn't ``GET`` or ``HEAD``
+    may carry a body of ``Content-Length`` bytes (for an HTTP API served on the
+    same port); the request then ends after the body. An upgrade request (a
+    ``GET``) still mustn't announce a body, and ``Transfer-Encoding`` (chunked)
+    is always refused.
 
     Args:
         buf: The bytes received so far.
         max_line: Longest start or header line, in bytes, without its CRLF.
         max_headers: Most header lines.
         max_size: Largest head, in bytes, up to and including the empty line.
-            For all three limits, ``None`` disables the limit.
+            For these three limits, ``None`` disables the limit.
+        max_body: Largest request body, in bytes; 0 (the default) refuses
+            bodies, ``None`` disables the limit.
 
     Returns:
-        ``None`` while the head is incomplete; else the request and the number of
-        bytes it used.
+        ``None`` while the head or the body is incomplete; else the request and
+        the number of bytes it used.
 
     Raises:
-        SecurityError: The head breaks a limit, possibly before it is complete.
+        SecurityError: The head breaks a limit, possibly before it is complete,
+            or the announced body exceeds ``max_body``.
         InvalidMessage: The head isn't a valid HTTP/1.1 request, uses another HTTP
-            version, has obsolete line folding, or announces a body with
-            ``Content-Length`` or ``Transfer-Encoding`` (RFC 6455, section 4.1).
+            version, has obsolete line folding, or announces a body that isn't
+            allowed: any with ``Transfer-Encoding``, and any with
+            ``Content-Length`` on a ``GET`` or ``HEAD`` or when ``max_body`` is 0
+            (RFC 6455, section 4.1), or an invalid ``Content-Length``.
     """
     head = _split_head(buf, "request", max_line, max_headers, max_size)
     if head is None:
@@ -411,11 +430,34 @@ def parse_request(
     if version != "HTTP/1.1":
         raise InvalidMessage(f"unsupported HTTP version: {version}; expected HTTP/1.1")
     headers = _parse_fields(lines[1:])
-    # The bytes after the head are WebSocket frames: a body would be read as frames.
-    for name in ("Content-Length", "Transfer-Encoding"):
-        if name in headers:
-            raise InvalidMessage(f"upgrade request mustn't have a body; found {name} header")
-    return Request(target, headers, method), size
+    length = _request_body_length(method, headers, max_body)
+    if len(buf) < size + length:
+        return None
+    body = bytes(buf[size : size + length])
+    return Request(target, headers, method, body), size + length
+
+
+def _request_body_length(method: str, headers: Headers, max_body: int | None) -> int:
+    """The length of a request's body; 0 when it has none."""
+    bodies_allowed = max_body != 0 and method not in ("GET", "HEAD")
+    if bodies_allowed and "Transfer-Encoding" in headers:
+        raise InvalidMessage("transfer-encoded request bodies aren't supported: use Content-Length")
+    if not bodies_allowed:
+        # The bytes after an upgrade's head are WebSocket frames: a body would
+        # be read as frames.
+        for name in ("Content-Length", "Transfer-Encoding"):
+            if name in headers:
+                raise InvalidMessage(f"upgrade request mustn't have a body; found {name} header")
+        return 0
+    values = headers.get_all("Content-Length")
+    if not values:
+        return 0
+    if len(values) > 1 or not _CONTENT_LENGTH_RE.fullmatch(values[0].encode("latin-1")):
+        raise InvalidMessage(f"invalid Content-Length header: {_shorten(', '.join(values))}")
+    length = int(values[0])
+    if max_body is not None and length > max_body:
+        raise SecurityError(f"request body of {length} bytes exceeds max_body of {max_body} bytes")
+    return length
 
 
 def parse_response(

@@ -13,6 +13,7 @@ One port serves everything; each request goes to one of these by its shape:
 ``/api/session``       a signed demo token: ``GET /api/session?name=Ada``
 ``/metrics``           Prometheus metrics (:mod:`openline.web.metrics`); open
                        unless a ``metrics_key`` is set
+``/api/<method>``      the server API (:mod:`openline.web.api`), with an API key only
 =====================  =========================================================
 
 Static files answer ``GET`` and ``HEAD`` only (405 otherwise).
@@ -57,7 +58,8 @@ from ..hub import Hub, Identity
 from ..hub.auth import Action, Authorize
 from ..hub.backends.base import Engine
 from ..hub.jwt_auth import JwtAuth
-from ..protocol.http11 import Request, Response
+from ..protocol.http11 import MAX_REQUEST_BODY, Request, Response
+from .api import ServerAPIRoutes
 from .metrics import METRICS_PATH, MetricsEndpoint
 from .origin import OriginPolicy, forbidden
 from .static import (
@@ -78,6 +80,8 @@ __all__ = ["DEMO_FILES", "SESSION_PATH", "WS_PATH", "App", "authorize_for", "cre
 WS_PATH = "/ws"
 #: Where clients get a signed token.
 SESSION_PATH = "/api/session"
+#: Largest request body read while the server API is off, in bytes (answered 404 or 405).
+MAX_BODY_WITHOUT_API = 4096
 
 #: URL path to file name in this package.
 DEMO_FILES = {
@@ -110,6 +114,11 @@ class App:
         signer: Issues the tokens of ``/api/session``; ``None`` turns that
             path off (404). The hub's authentication hook must accept them.
         metrics: Answers ``/metrics``; by default one without a key.
+        api_key: Turns on the server API (``POST /api/<method>``) for callers
+            that send it; ``None`` leaves it off (404).
+
+    Raises:
+        ValueError: ``api_key`` is empty or not printable ASCII.
     """
 
     def __init__(
@@ -121,9 +130,11 @@ class App:
         origins: OriginPolicy | None = None,
         signer: TokenSigner | None = None,
         metrics: MetricsEndpoint | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.hub = hub
         self.metrics = MetricsEndpoint(hub) if metrics is None else metrics
+        self.api = None if api_key is None else ServerAPIRoutes(hub, api_key)
         self.ticker = ticker
         self.origins = OriginPolicy() if origins is None else origins
         self.signer = signer
@@ -156,6 +167,10 @@ class App:
         """
         self._started = time.monotonic()
         self.secure = kwargs.get("ssl") is not None
+        # Bodies are read (up to the limit) so that a POST gets a real answer:
+        # the API's, or 404 while it is off, rather than the parser's 400. Off,
+        # nothing reads them: a small bound keeps what idle requests can hold small.
+        kwargs.setdefault("max_body", MAX_REQUEST_BODY if self.api else MAX_BODY_WITHOUT_API)
         try:
             async with self.hub.serve(
                 host, port, process_request=self.process_request, **kwargs
@@ -215,6 +230,8 @@ class App:
             return self.static.respond(request, path)
         if path == METRICS_PATH:
             return self.metrics.respond(request)
+        if self.api is not None and self.api.handles(path):
+            return await self.api.respond(request, path)
         if path == SESSION_PATH and self.signer is not None:
             return self._session_response(request, self.signer)
         if path == WS_PATH:
@@ -291,6 +308,7 @@ def create_app(
     token_ttl: float = DEFAULT_TOKEN_TTL,
     jwt: JwtAuth | None = None,
     metrics_key: str | None = None,
+    api_key: str | None = None,
     **hub_kwargs: Any,
 ) -> App:
     """Build what ``openline serve`` runs: a hub with signed demo identities, the pages, a ticker.
@@ -312,6 +330,7 @@ def create_app(
         jwt: When given, the hub accepts only its JWTs (and applies their
             channel claims) instead of the demo's tokens.
         metrics_key: The bearer key ``/metrics`` asks for; ``None``: open.
+        api_key: The server API's key (``POST /api/<method>``); ``None``: off.
         **hub_kwargs: Passed to :class:`~openline.hub.Hub` (limits, timeouts).
 
     Raises:
@@ -334,6 +353,7 @@ def create_app(
         origins=policy,
         signer=signer,
         metrics=MetricsEndpoint(hub, key=metrics_key),
+        api_key=api_key,
     )
 
 

@@ -56,7 +56,8 @@
  *
  * Events of a `Client` (details in `ClientEvents`): `statechange`,
  * `connected`, `disconnected`, `reconnecting`, `offline`, `online`, `resumed`,
- * `gap`, `publish-failed`, `stopped`, `error`. Events of a `Subscription`:
+ * `gap`, `publish-failed`, `stopped`, `error`, `server-subscribed`,
+ * `server-unsubscribed`. Events of a `Subscription`:
  * `subscribed`, `message`, `gap`, `presence`, `join`, `leave`, `state`.
  * Listen with `on(type, listener)` (the listener gets the event's detail; the
  * call returns a function that removes it) or with `addEventListener`
@@ -396,6 +397,8 @@ export class Subscription extends Emitter {
     this._sinceSent = null;
     this._gapSeen = false;
     this._replayLeft = 0;
+    /** Whether the hub answered the subscribe of this connection. */
+    this.answered = false;
     this.confirmed = false;
     this.ended = false;
     /** @type {Map<string, ReturnType<typeof setTimeout>>} */
@@ -436,6 +439,7 @@ export class Subscription extends Emitter {
    */
   request(rid) {
     this.rid = rid;
+    this.answered = false;
     let since = this.position;
     if (since === null && this._history) since = [HISTORY_EPOCH, 0];
     this._sinceSent = since;
@@ -468,6 +472,7 @@ export class Subscription extends Emitter {
       this._gap({ ch: this.ch, epoch, since, first: offset - missed + 1 });
     }
     this._replayLeft = missed;
+    this.answered = true;
     const resumed = this.confirmed;
     if (!this.confirmed) {
       this.confirmed = true;
@@ -658,6 +663,12 @@ export class Subscription extends Emitter {
  *   `fatal: true` comes first, as in earlier versions.
  * @property {{error: Error, fatal: boolean}} error Something went wrong;
  *   `fatal` when the client stopped for good.
+ * @property {{ch: string, subscription: Subscription}} server-subscribed The
+ *   server subscribed this client to `ch` (its server API): the client adopts
+ *   the subscription (in `subscriptions`), resumes it after a redial like its
+ *   own, and reports it here so that the page can listen to its messages.
+ * @property {{ch: string}} server-unsubscribed The server unsubscribed this
+ *   client from `ch`: the subscription ended (`ClientClosed`).
  */
 
 /**
@@ -1375,10 +1386,12 @@ export class Client extends Emitter {
       if (kind === "ack") this._onAck(message);
       else if (kind === "error") this._onError(message);
       else if (kind === "presence" && message.rid !== undefined) this._onPresenceReply(message);
+      else if (kind === "subscribed" && !this._subs.has(message.ch)) this._onServerSubscribed(message);
       else if (CHANNEL_TYPES.has(kind)) this._onChannel(kind, message);
       else if (kind === "refresh") this._refreshToken();
       else if (kind === "refreshed") this.stats.refreshes += 1;
-      // pong, unsubscribed, and types of later versions: nothing to do.
+      else if (kind === "unsubscribed") this._onUnsubscribed(message);
+      // pong and types of later versions: nothing to do.
     } catch (error) {
       this._report("error", { error: new HubError("malformed", `the hub sent a malformed ${kind} message: ${error}`), fatal: false });
     }
@@ -1413,12 +1426,42 @@ export class Client extends Emitter {
     } else if (kind === "gap") {
       sub.onGap(message);
     } else if (kind === "subscribed") {
-      if (message.rid === sub.rid) sub.onSubscribed(message); // else it answers an earlier request
+      // Else it answers an earlier request. Without a rid, the server subscribed
+      // us itself; if our own subscribe was in flight, the hub refuses it as
+      // already_subscribed, so this is its answer.
+      if (message.rid === sub.rid || (message.rid === undefined && !sub.answered)) sub.onSubscribed(message);
     } else if (kind === "presence") {
       sub.onPresence(parsePresence(message));
     } else {
       sub.onMember(kind, message);
     }
+  }
+
+  /**
+   * Adopt a subscription the server made for us (docs/protocol.md, server API).
+   * @param {Record<string, any>} message
+   */
+  _onServerSubscribed(message) {
+    if (message.rid !== undefined) return; // the answer to a subscribe we dropped meanwhile
+    const ch = String(message.ch);
+    const sub = new Subscription(this, ch, {});
+    this._subs.set(ch, sub);
+    this._report("server-subscribed", { ch, subscription: sub });
+    sub.onSubscribed(message);
+  }
+
+  /**
+   * End a subscription the server ended; ignore the answer to our own unsubscribe.
+   * @param {Record<string, any>} message
+   */
+  _onUnsubscribed(message) {
+    const sub = this._subs.get(message.ch);
+    // Our own unsubscribe forgot the subscription at once; one subscribed again
+    // since is unanswered until the hub's reply to that comes.
+    if (!sub || !sub.answered || message.rid !== undefined) return;
+    this._subs.delete(sub.ch);
+    sub.finish(new ClientClosed("unsubscribed by the server"));
+    this._report("server-unsubscribed", { ch: sub.ch });
   }
 
   /** @param {Record<string, any>} message */

@@ -36,16 +36,24 @@ The contract every engine keeps, and the hub relies on:
 6. **After an outage of the live feed**, the engine delivers a :class:`Position`
    per subscribed channel, so that messages stored while the feed was down are
    read from history (or reported as a gap) without waiting for the next publish.
+
+Optionally, an engine is also a :class:`Control` channel: the hub's server API
+(:mod:`openline.hub.server_api`) sends its commands (disconnect a user,
+subscribe or unsubscribe a user) through it, so that they act on every node.
+An engine that isn't one serves a single process; the hub then runs commands
+locally only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 __all__ = [
     "Callback",
+    "Control",
+    "ControlCallback",
     "Engine",
     "Event",
     "HistoryResult",
@@ -207,6 +215,46 @@ class Position:
 Event = Message | PresenceEvent | Position
 #: A callback for live delivery: synchronous, non-blocking, never raising.
 Callback = Callable[[Event], None]
+#: A callback for control commands: synchronous, non-blocking, never raising.
+ControlCallback = Callable[[bytes], None]
+
+
+@runtime_checkable
+class Control(Protocol):
+    """An engine's control channel: commands that reach every node, and who is where.
+
+    Delivery is at most once and unordered with respect to messages: a node
+    whose live feed is down when a command is sent misses it (the sender
+    can't tell). The memory engine delivers to the callbacks of its own process.
+    """
+
+    async def send_control(self, payload: bytes) -> None:
+        """Deliver ``payload`` to every node's control callbacks, this one's included.
+
+        Raises:
+            BackendUnavailable: The store can't be reached.
+        """
+        ...
+
+    async def subscribe_control(self, callback: ControlCallback) -> None:
+        """Start calling ``callback`` with every control payload; twice does nothing.
+
+        Raises:
+            BackendUnavailable: The store can't be reached.
+        """
+        ...
+
+    async def unsubscribe_control(self, callback: ControlCallback) -> None:
+        """Stop calling ``callback``; does nothing if it isn't subscribed."""
+        ...
+
+    async def present_channels(self, limit: int) -> list[str]:
+        """Channels where some user is present, on any node, at most ``limit`` of them.
+
+        Raises:
+            BackendUnavailable: The store can't be reached.
+        """
+        ...
 
 
 class Engine(Protocol):

@@ -25,6 +25,7 @@ from typing import Literal
 
 from .base import (
     Callback,
+    ControlCallback,
     Event,
     HistoryResult,
     Message,
@@ -130,6 +131,7 @@ class MemoryEngine:
         self._history_size, self._history_ttl, self._id_size, self._id_ttl = windows
         self._clock = clock
         self._channels: dict[str, _Channel] = {}
+        self._control: list[ControlCallback] = []
         # Channels with nothing left are forgotten by a sweep, at most this often.
         self._sweep_every = min(self._history_ttl or 60.0, self._id_ttl or 60.0, 60.0)
         self._next_sweep = clock() + self._sweep_every
@@ -192,6 +194,31 @@ class MemoryEngine:
         channel = self._channels.get(ch)
         if channel is not None and callback in channel.callbacks:
             channel.callbacks.remove(callback)
+
+    # --- control -----------------------------------------------------------------------
+
+    async def send_control(self, payload: bytes) -> None:
+        """Run this process's control callbacks; see :meth:`.base.Control.send_control`."""
+        for callback in list(self._control):
+            try:
+                callback(payload)
+            except Exception:
+                logger.exception("control callback failed")
+
+    async def subscribe_control(self, callback: ControlCallback) -> None:
+        """Add a control callback; see :meth:`.base.Control.subscribe_control`."""
+        if callback not in self._control:
+            self._control.append(callback)
+
+    async def unsubscribe_control(self, callback: ControlCallback) -> None:
+        """Remove a control callback; see :meth:`.base.Control.unsubscribe_control`."""
+        if callback in self._control:
+            self._control.remove(callback)
+
+    async def present_channels(self, limit: int) -> list[str]:
+        """Channels with present users; see :meth:`.base.Control.present_channels`."""
+        names = (ch for ch, channel in self._channels.items() if channel.users)
+        return sorted(itertools.islice(names, limit))
 
     # --- presence ----------------------------------------------------------------------
 

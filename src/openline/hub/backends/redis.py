@@ -21,6 +21,10 @@ one order, with the same offsets everywhere.
   node whose deadline passed is reaped by any other, which removes its users
   and announces their ``leave``. So a crashed node's users leave within
   ``presence_ttl`` plus one heartbeat.
+* **Control**: one pub/sub channel per prefix, ``<prefix>:control``, that every
+  node's feed subscribes to once it has a control callback; the hub's server
+  API sends its commands there, so that they reach every node (at most once: a
+  node whose feed is down misses them).
 * **Outages**: commands raise :class:`~openline.exceptions.BackendUnavailable`
   (clients get ``error unavailable`` and retry), :meth:`RedisEngine.health`
   says ``degraded``, and every failure is logged and counted. A supervisor task
@@ -56,6 +60,7 @@ from ..metrics import Timings
 from . import redis_lua
 from .base import (
     Callback,
+    ControlCallback,
     Event,
     HistoryResult,
     Message,
@@ -179,6 +184,8 @@ class RedisEngine:
         if "\n" in self.node:
             raise ValueError("node must not contain a newline")
         self._nodes_key = f"{prefix}:nodes"
+        self._control_key = f"{prefix}:control".encode()
+        self._control: list[ControlCallback] = []
         self._node_key = f"{prefix}:node:{self.node}"
         # Window arguments as the scripts take them (ms; -1 for none).
         self._args_history_size = -1 if self._history_size is None else self._history_size
@@ -313,6 +320,7 @@ class RedisEngine:
             await _close_client(self._redis)
         self._callbacks.clear()
         self._live.clear()
+        self._control.clear()
 
     def health(self) -> dict[str, Any]:
         """The engine's state and counters, for ``/healthz``."""
@@ -451,6 +459,82 @@ class RedisEngine:
             with contextlib.suppress(BackendUnavailable):
                 feed.unsubscribe([live])
 
+    # --- control -----------------------------------------------------------------------
+
+    async def send_control(self, payload: bytes) -> None:
+        """Publish ``payload`` to every node; see :meth:`.base.Control.send_control`."""
+        await self.start()
+        assert self._redis is not None
+        await self._command(self._redis.publish(self._control_key, payload), "control")
+
+    async def subscribe_control(self, callback: ControlCallback) -> None:
+        """Hear every node's control payloads; see :meth:`.base.Control.subscribe_control`."""
+        await self.start()
+        if callback in self._control:
+            return
+        self._control.append(callback)
+        if len(self._control) > 1:
+            return
+        feed = self._feed
+        if feed is None:
+            return  # the recovery subscribes once the feed is back
+        try:
+            (confirming,) = feed.subscribe([self._control_key])
+            await asyncio.wait_for(asyncio.shield(confirming), self._timeout)
+        except (BackendUnavailable, asyncio.TimeoutError) as exc:
+            self._control.remove(callback)
+            self._failed(exc)
+            raise BackendUnavailable(f"Redis didn't confirm the control channel: {exc!r}") from exc
+
+    async def unsubscribe_control(self, callback: ControlCallback) -> None:
+        """Stop hearing control payloads; see :meth:`.base.Control.unsubscribe_control`."""
+        if callback not in self._control:
+            return
+        self._control.remove(callback)
+        feed = self._feed
+        if not self._control and feed is not None:
+            with contextlib.suppress(BackendUnavailable):
+                feed.unsubscribe([self._control_key])
+
+    async def present_channels(self, limit: int) -> list[str]:
+        """Channels with present users; see :meth:`.base.Control.present_channels`.
+
+        Scans the keys of the prefix (``SCAN``, in batches), so it costs a walk
+        of the key space: meant for an operator's occasional question.
+        """
+        await self.start()
+        assert self._redis is not None
+        head = (_glob_escape(self._prefix) + ":ch:").encode()
+        start, end = len(self._prefix) + 4, -3
+        names: set[str] = set()
+
+        async def scan() -> None:
+            assert self._redis is not None
+            async for key in self._redis.scan_iter(match=head + b"*:pu", count=1000):
+                names.add(key[start:end].decode())
+                if len(names) >= limit:
+                    return
+
+        await self._command(scan(), "scan")
+        return sorted(names)[:limit]
+
+    def _on_control(self, payload: bytes) -> None:
+        for callback in list(self._control):
+            try:
+                callback(payload)
+            except Exception:
+                logger.exception("control callback failed")
+
+    async def _command(self, command: Any, what: str) -> Any:
+        """Await a client command; Redis errors become :class:`BackendUnavailable`."""
+        from redis.exceptions import RedisError
+
+        try:
+            return await command
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._failed(exc)
+            raise BackendUnavailable(f"Redis failed ({what}): {exc}") from exc
+
     # --- presence ----------------------------------------------------------------------
 
     async def presence_join(self, ch: str, user: str, client: str, info: str) -> bool:
@@ -557,6 +641,9 @@ class RedisEngine:
     # --- the live feed -----------------------------------------------------------------
 
     def _on_feed(self, channel: bytes, payload: bytes) -> None:
+        if channel == self._control_key:
+            self._on_control(payload)
+            return
         ch = self._live.get(channel)
         if ch is None:
             return  # unsubscribed meanwhile
@@ -638,6 +725,8 @@ class RedisEngine:
                     ssl_context=self._ssl_context,
                 )
                 lives = [(self._prefix + ":ch:" + ch + ":live").encode() for ch in self._callbacks]
+                if self._control:
+                    lives.append(self._control_key)
                 confirmations = []
                 for i in range(0, len(lives), 500):
                     confirmations += feed.subscribe(lives[i : i + 500])
@@ -808,6 +897,11 @@ class RedisEngine:
 
     def __repr__(self) -> str:
         return f"RedisEngine({self._url_safe()!r}, prefix={self._prefix!r}, node={self.node!r})"
+
+
+def _glob_escape(text: str) -> str:
+    """Escape the characters that ``SCAN MATCH`` patterns give a meaning."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _ms(seconds: float | None) -> int:
