@@ -311,6 +311,7 @@ _HUB_FLAGS = {
     "no_ticker": "--no-ticker",
     "ticker_interval": "--ticker-interval",
     "redis": "--redis",
+    "data": "--data",
     "presence_ttl": "--presence-ttl",
     "redis_timeout": "--redis-timeout",
     "secret": "--secret",
@@ -372,7 +373,8 @@ def _add_serve(commands: Any) -> None:
         "serve",
         help="run the hub with its demo page (or, with --echo, an echo server)",
         description=(
-            "Run the openline hub (subprotocol openline.v1; in-memory engine, or Redis with "
+            "Run the openline hub (subprotocol openline.v1; in-memory engine, an sqlite file "
+            "with --data that keeps history across restarts, or Redis with "
             "--redis for several processes or machines) and, on the same "
             "port, the demo page at /, the browser client at /openline.js, /healthz and "
             "/api/ticker. WebSocket clients connect to /ws. Ctrl-C closes every connection "
@@ -440,6 +442,13 @@ def _add_serve(commands: Any) -> None:
         help=f"key that signs the demo's tokens, {MIN_SECRET}+ bytes (default: ${SECRET_ENV}, "
         "else random per process); every node behind one address needs the same",
     )
+    hub.add_argument(
+        "--data",
+        metavar="PATH",
+        default=unset,
+        help="keep history, offsets and message ids in this sqlite file (a directory or a path "
+        "ending in / gets openline.db), so that they survive restarts; one process per file",
+    )
     scale = serve.add_argument_group("scaling out (docs/scaling.md)")
     scale.add_argument(
         "--redis",
@@ -486,6 +495,7 @@ def _server_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     context = _server_ssl(args)
+    _check_data_flags(args)
     if args.workers > 1 and not hasattr(args, "redis"):
         raise UsageError(
             f"--workers {args.workers} needs --redis URL: without a shared engine, "
@@ -504,6 +514,19 @@ def _run_serve(args: argparse.Namespace) -> int:
         if hasattr(args, name):
             raise UsageError(f"{flag} applies to the hub, not to --echo")
     return _run_loop(_serve(args, context))
+
+
+def _check_data_flags(args: argparse.Namespace) -> None:
+    """Refuse ``--data`` with the flags it can't work with."""
+    if not hasattr(args, "data") or args.echo:
+        return
+    if hasattr(args, "redis"):
+        raise UsageError("--data and --redis are two engines: give one")
+    if args.workers > 1:
+        raise UsageError(
+            f"--workers {args.workers} can't share --data: one process writes the file "
+            "(use --redis to scale out)"
+        )
 
 
 async def _echo(ws: object) -> None:
@@ -618,6 +641,8 @@ def _make_engine(args: argparse.Namespace) -> Engine:
     }
     if hasattr(args, "redis") and importlib.util.find_spec("redis") is None:
         raise UsageError("--redis needs the redis package: pip install 'openline[redis]'")
+    if hasattr(args, "data"):
+        return _sqlite_engine(args.data, options)
     try:
         if not hasattr(args, "redis"):
             return MemoryEngine(**options)
@@ -633,7 +658,27 @@ def _make_engine(args: argparse.Namespace) -> Engine:
     return engine
 
 
+def _sqlite_engine(path: str, options: dict[str, Any]) -> Engine:
+    """An sqlite engine on the file ``--data`` names, checked now.
+
+    Raises:
+        UsageError: A directory can't be created, or the file can't be used.
+    """
+    from .hub.backends.sqlite import SqliteEngine, check_database, data_file
+
+    try:
+        path = data_file(path)
+        check_database(path)
+        return SqliteEngine(path, **options)
+    except OSError as exc:
+        raise UsageError(f"--data {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"--data: {exc}") from None
+
+
 def _engine_name(args: argparse.Namespace) -> str:
+    if hasattr(args, "data"):
+        return f"sqlite {args.data} (history survives restarts)"
     return f"redis {_redacted(args.redis)}" if hasattr(args, "redis") else "memory (this process)"
 
 

@@ -100,7 +100,9 @@ class LocalChannels:
         if first:
             local.presence_seq += 1
             count = len(local.users)
-            self.notify(ch, PresenceEvent(ch, "join", user, count, info=info, seq=local.presence_seq))
+            self.notify(
+                ch, PresenceEvent(ch, "join", user, count, info=info, seq=local.presence_seq)
+            )
         return first
 
     def leave(self, ch: str, user: str, client: str) -> bool:

@@ -39,7 +39,13 @@ from .local import LocalChannels
 from .options import DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL, Default, check_windows
 from .sqlite_store import Store, check_database
 
-__all__ = ["DEFAULT_CHANNEL_TTL", "DEFAULT_DATA_FILE", "SqliteEngine", "check_database", "data_file"]
+__all__ = [
+    "DEFAULT_CHANNEL_TTL",
+    "DEFAULT_DATA_FILE",
+    "SqliteEngine",
+    "check_database",
+    "data_file",
+]
 
 #: Seconds after its last use at which an empty channel is forgotten.
 DEFAULT_CHANNEL_TTL = 86400.0
@@ -114,9 +120,13 @@ class SqliteEngine:
         windows = check_windows(history_size, history_ttl, id_size, id_ttl)
         channel_ttl = check_timeout("channel_ttl", channel_ttl)
         self._store = Store(path, windows, channel_ttl, clock)
-        self._sweep_every = min(windows[1] or _SWEEP_EVERY, windows[3] or _SWEEP_EVERY, _SWEEP_EVERY)
+        self._sweep_every = min(
+            windows[1] or _SWEEP_EVERY, windows[3] or _SWEEP_EVERY, _SWEEP_EVERY
+        )
         # One thread, one connection: calls run in the order they were made.
-        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="openline-sqlite")
+        self._thread = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="openline-sqlite"
+        )
         self._local = LocalChannels()
         self._sweeper: asyncio.Task[None] | None = None
         self._status: Literal["starting", "ok", "degraded", "closed"] = "starting"

@@ -169,7 +169,9 @@ class Store:
                 "INSERT INTO messages VALUES (?, ?, ?, ?, ?)", (ch, last, now, data, meta_text)
             )
             if msg_id is not None:
-                db.execute("INSERT OR REPLACE INTO ids VALUES (?, ?, ?, ?)", (ch, msg_id, last, now))
+                db.execute(
+                    "INSERT OR REPLACE INTO ids VALUES (?, ?, ?, ?)", (ch, msg_id, last, now)
+                )
             self._trim(db, ch, last, now, ids=msg_id is not None)
         return PublishResult(epoch, last), Message(ch, epoch, last, data, meta)
 
@@ -180,9 +182,7 @@ class Store:
         with _transaction(db):
             current, last = self._channel(db, ch, now)
             self._trim(db, ch, last, now, ids=False)
-            row = db.execute(
-                "SELECT min(msg_offset) FROM messages WHERE ch = ?", (ch,)
-            ).fetchone()
+            row = db.execute("SELECT min(msg_offset) FROM messages WHERE ch = ?", (ch,)).fetchone()
             first = last + 1 if row[0] is None else int(row[0])
             if since is None:
                 return HistoryResult(current, last, first, (), recovered=False)
@@ -254,7 +254,7 @@ class Store:
         return int(row[0])
 
     def _trim(self, db: sqlite3.Connection, ch: str, last: int, now: float, *, ids: bool) -> None:
-        """Trim the channel's history (and, with ``ids``, its idempotency table) to their windows."""
+        """Trim the channel's history (and, with ``ids``, its id table) to their windows."""
         tables = [("messages", self._history_size, self._history_ttl)]
         if ids:
             # The id table is bounded by offsets: it remembers the ids of the last
@@ -263,7 +263,7 @@ class Store:
         for table, size, ttl in tables:
             if size is not None:
                 db.execute(
-                    f"DELETE FROM {table} WHERE ch = ? AND msg_offset <= ?",  # noqa: S608
+                    f"DELETE FROM {table} WHERE ch = ? AND msg_offset <= ?",
                     (ch, last - size),
                 )
             if ttl is not None:
@@ -273,7 +273,7 @@ class Store:
         if self._channel_ttl is None or now - touched < self._channel_ttl:
             return False
         for table in ("messages", "ids"):
-            query = f"SELECT 1 FROM {table} WHERE ch = ? LIMIT 1"  # noqa: S608
+            query = f"SELECT 1 FROM {table} WHERE ch = ? LIMIT 1"
             if db.execute(query, (ch,)).fetchone() is not None:
                 return False
         return True
@@ -299,17 +299,7 @@ def _prepare(db: sqlite3.Connection, path: str) -> None:
         ValueError: It isn't, or another process holds it.
     """
     try:
-        application = db.execute("PRAGMA application_id").fetchone()[0]
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        raise ValueError(f"{path} is not an sqlite database ({exc})") from None
-    if application not in (0, APPLICATION_ID):
-        raise ValueError(f"{path} is an sqlite database of another application")
-    if version > SCHEMA_VERSION:
-        raise ValueError(
-            f"{path} has layout {version}, newer than this openline's {SCHEMA_VERSION}"
-        )
-    try:
+        _check_header(db, path)
         # One process per file: the exclusive lock is taken by the first write
         # below and held until close.
         db.execute("PRAGMA locking_mode = EXCLUSIVE")
@@ -326,6 +316,17 @@ def _prepare(db: sqlite3.Connection, path: str) -> None:
         raise
     except sqlite3.DatabaseError as exc:
         raise ValueError(f"{path} is not an sqlite database ({exc})") from None
+
+
+def _check_header(db: sqlite3.Connection, path: str) -> None:
+    application = db.execute("PRAGMA application_id").fetchone()[0]
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if application not in (0, APPLICATION_ID):
+        raise ValueError(f"{path} is an sqlite database of another application")
+    if version > SCHEMA_VERSION:
+        raise ValueError(
+            f"{path} has layout {version}, newer than this openline's {SCHEMA_VERSION}"
+        )
 
 
 def _meta(text: str | None) -> Mapping[str, str] | None:
