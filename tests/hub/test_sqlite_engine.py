@@ -315,3 +315,31 @@ async def test_serve_data_killed_and_restarted_resumes_with_nothing_lost(
     finally:
         await server.stop(signal.SIGINT)
     assert server.proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda p: (p / "junk.db").write_bytes(b"no pages here" * 100),
+            "is not an sqlite database",
+        ),
+        (lambda p: (p / "file").write_bytes(b""), "a file is in the way"),
+    ],
+)
+def test_serve_with_unusable_data_prints_one_line(
+    tmp_path: pathlib.Path, make: Any, message: str
+) -> None:
+    make(tmp_path)
+    target = tmp_path / "junk.db" if "sqlite" in message else tmp_path / "file" / "x.db"
+    result = subprocess.run(
+        [*CLI, "serve", "--port", "0", "--data", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("openline serve: error: --data")
+    assert message in lines[0]

@@ -69,12 +69,19 @@ def data_file(path: str) -> str:
         OSError: A directory can't be created.
     """
     if path.endswith(("/", os.sep)) or os.path.isdir(path):
-        os.makedirs(path, exist_ok=True)
+        _make_directory(path)
         return os.path.join(path, DEFAULT_DATA_FILE)
     parent = os.path.dirname(path)
     if parent:
-        os.makedirs(parent, exist_ok=True)
+        _make_directory(parent)
     return path
+
+
+def _make_directory(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:  # a file is in the way, here or above
+        raise OSError(f"cannot create directory {path}: a file is in the way") from None
 
 
 class SqliteEngine:
