@@ -261,6 +261,15 @@ def _add_bench(commands: Any) -> None:
         "server RSS slope and idle CPU into OUTPUT (bench/results/soak)",
     )
     bench.add_argument("--minutes", type=_positive_float, default=10.0, help="with --soak (10)")
+    bench.add_argument(
+        "--engines",
+        type=_positive_int,
+        nargs="?",
+        const=5000,
+        metavar="N",
+        help="instead: N publishes (5000) through each engine's publish() and through a hub "
+        "connection, memory vs sqlite vs Redis; µs per publish and publishes/s",
+    )
     bench.add_argument("--list", action="store_true", help="list scenarios and servers, then exit")
     bench.add_argument("--report", metavar="JSON", help="redraw the report from a results.json")
     bench.set_defaults(run=_run_bench)
@@ -969,6 +978,11 @@ def _run_bench(args: argparse.Namespace) -> int:
         return _list_bench()
     if args.report:
         return _redraw_bench(args)
+    if args.engines is not None:
+        from .bench.engines import run as engines
+
+        engines(args.engines)
+        return EXIT_OK
     try:
         import uvloop  # noqa: F401
     except ImportError:
