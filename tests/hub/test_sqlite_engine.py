@@ -151,7 +151,7 @@ async def test_the_sweep_forgets_idle_empty_channels_only(tmp_path: pathlib.Path
         kept = (await engine.publish("kept", "x")).epoch
         await engine.subscribe("kept", lambda event: None)
         now[0] = 10.0
-        forgotten = await engine._call(engine._store.sweep, engine._is_active_from_thread)
+        forgotten = await engine.sweep()
         assert forgotten == 1
         assert (await engine.history("kept")).epoch == kept
         assert (await engine.history("old")).epoch != old  # a new channel: resumes get a gap

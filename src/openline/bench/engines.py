@@ -5,6 +5,8 @@ private ``redis-server`` when one is installed) it measures two paths:
 
 * ``engine``: ``N`` sequential calls of the engine's ``publish()``, each with a
   message id (as the clients send), the way the hub calls it;
+* ``engine x64``: the same ``N`` calls from 64 tasks at once, as 64 busy
+  connections would make them (the sqlite engine commits them in batches);
 * ``hub``: ``N`` publishes through one WebSocket connection to a hub on
   127.0.0.1, pipelined, timed until the last ``ack`` arrived.
 
@@ -40,7 +42,8 @@ class Result:
 
     Attributes:
         engine: ``memory``, ``sqlite`` or ``redis``.
-        path: ``engine`` (``publish()`` directly) or ``hub`` (through a connection).
+        path: ``engine`` (``publish()`` directly), ``engine x64`` (from 64
+            tasks at once) or ``hub`` (through a connection).
         count: Publishes measured.
         seconds: Wall time of them all.
     """
@@ -140,19 +143,24 @@ async def _measure_all(factories: dict[str, Factory], count: int) -> list[Result
     results = []
     for kind, factory in factories.items():
         results.append(await _measure_engine(kind, factory("engine"), count))
+        results.append(await _measure_engine(kind, factory("concurrent"), count, tasks=64))
         results.append(await _measure_hub(kind, factory("hub"), count))
     return results
 
 
-async def _measure_engine(kind: str, engine: Engine, count: int) -> Result:
+async def _measure_engine(kind: str, engine: Engine, count: int, *, tasks: int = 1) -> Result:
+    async def publish_some(task: int) -> None:
+        for n in range(task, count, tasks):
+            await engine.publish(f"bench{task % 8}", PAYLOAD, msg_id=f"m{n}")
+
     try:
         await _start(engine)
         for n in range(min(count, 100)):  # warm-up: connections, caches, the file
             await engine.publish("warmup", PAYLOAD, msg_id=f"w{n}")
         started = time.perf_counter()
-        for n in range(count):
-            await engine.publish("bench", PAYLOAD, msg_id=f"m{n}")
-        return Result(kind, "engine", count, time.perf_counter() - started)
+        await asyncio.gather(*(publish_some(task) for task in range(tasks)))
+        path = "engine" if tasks == 1 else f"engine x{tasks}"
+        return Result(kind, path, count, time.perf_counter() - started)
     finally:
         await engine.close()
 

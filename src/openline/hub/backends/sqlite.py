@@ -7,12 +7,13 @@ with nothing lost, and a publish retried across the restart is stored once.
 Live delivery and presence are ephemeral and stay in memory
 (:class:`.local.LocalChannels`): a restarted process starts with nobody present.
 
-sqlite3 blocks, so every call runs on one dedicated thread, which owns the one
-connection; the event loop never waits on the disk. That thread runs calls in
-the order they were made, so offsets are assigned in publish order, and it
-hands each stored message back to the loop (``call_soon_threadsafe``, also in
-order) after its transaction committed: stored before delivered, delivered in
-offset order. Callbacks run on the loop before :meth:`SqliteEngine.publish` returns.
+sqlite3 blocks, so every call runs on one dedicated thread
+(:mod:`.sqlite_writer`), which owns the one connection; the event loop never
+waits on the disk. That thread runs calls in the order they were made, so
+offsets are assigned in publish order, commits the calls that queued up while
+it was busy in one transaction, and hands each stored message back to the loop
+in order after the commit: stored before delivered, delivered in offset order.
+Callbacks run on the loop before :meth:`SqliteEngine.publish` returns.
 
 The windows are trimmed on every publish (by size and time) and by a sweep
 every ``min(history_ttl, 60)`` seconds, which also forgets empty channels
@@ -22,7 +23,6 @@ unused for ``channel_ttl``.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -38,6 +38,7 @@ from .base import Callback, HistoryResult, Message, PresenceSnapshot, PublishRes
 from .local import LocalChannels
 from .options import DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL, Default, check_windows
 from .sqlite_store import Store, check_database
+from .sqlite_writer import Writer
 
 __all__ = [
     "DEFAULT_CHANNEL_TTL",
@@ -131,9 +132,7 @@ class SqliteEngine:
             windows[1] or _SWEEP_EVERY, windows[3] or _SWEEP_EVERY, _SWEEP_EVERY
         )
         # One thread, one connection: calls run in the order they were made.
-        self._thread = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="openline-sqlite"
-        )
+        self._writer = Writer(self._store)
         self._local = LocalChannels()
         self._sweeper: asyncio.Task[None] | None = None
         self._status: Literal["starting", "ok", "degraded", "closed"] = "starting"
@@ -156,14 +155,15 @@ class SqliteEngine:
         meta: Mapping[str, str] | None = None,
     ) -> PublishResult:
         """Store a message and deliver it; see :meth:`.base.Engine.publish`."""
-        loop = asyncio.get_running_loop()
-        return await self._call(self._publish_and_hand_over, loop, ch, data, msg_id, meta)
+        call = functools.partial(self._store.publish, ch, data, msg_id, meta)
+        result, _ = await self._call(call, self._deliver)
+        return result
 
     async def history(
         self, ch: str, *, since: int | None = None, epoch: str | None = None
     ) -> HistoryResult:
         """Read the position and the messages after ``since``; see :meth:`.base.Engine.history`."""
-        return await self._call(self._store.history, ch, since, epoch)
+        return await self._call(functools.partial(self._store.history, ch, since, epoch))
 
     async def subscribe(self, ch: str, callback: Callback) -> None:
         """Deliver the channel's events to ``callback``; see :meth:`.base.Engine.subscribe`."""
@@ -204,7 +204,21 @@ class SqliteEngine:
             BackendUnavailable: The file can't be opened, isn't an openline
                 database, or another process uses it.
         """
-        await self._call(self._store.open)
+        await self._call(_nothing)
+
+    async def sweep(self) -> int:
+        """Trim every channel to its windows now; forget channels idle for ``channel_ttl``.
+
+        The engine sweeps by itself every ``min(history_ttl, id_ttl, 60)``
+        seconds; a channel with callbacks or presence here is never forgotten.
+
+        Returns:
+            How many channels were forgotten.
+
+        Raises:
+            BackendUnavailable: The file can't be read or written.
+        """
+        return await self._call(functools.partial(self._store.sweep, self._is_active_from_thread))
 
     def health(self) -> dict[str, Any]:
         """The engine's state and counters, for ``/healthz``."""
@@ -227,10 +241,8 @@ class SqliteEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         self._local.clear()
-        loop = asyncio.get_running_loop()
         with contextlib.suppress(sqlite3.Error):
-            await loop.run_in_executor(self._thread, self._store.close)
-        self._thread.shutdown(wait=False)
+            await self._writer.close()
 
     # --- private -----------------------------------------------------------------------
 
@@ -238,14 +250,13 @@ class SqliteEngine:
         if self._status == "closed":
             raise RuntimeError("the engine is closed")
 
-    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+    async def _call(self, function: Callable[[], T], then: Callable[[T], None] | None = None) -> T:
         """Run ``function`` on the engine's thread; map sqlite's errors to BackendUnavailable."""
         self._check_open()
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="openline-sqlite-sweep")
-        loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self._thread, functools.partial(function, *args))
+            result = await self._writer.call(function, then)
         except (sqlite3.Error, OSError, ValueError) as exc:
             self._errors += 1
             self._last_error = f"{type(exc).__name__}: {exc}"
@@ -256,36 +267,25 @@ class SqliteEngine:
             self._status = "ok"
         return result
 
-    def _publish_and_hand_over(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        ch: str,
-        data: bytes | str,
-        msg_id: str | None,
-        meta: Mapping[str, str] | None,
-    ) -> PublishResult:
-        """On the engine's thread: store, then queue the delivery on the loop, in offset order."""
-        result, message = self._store.publish(ch, data, msg_id, meta)
-        if message is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
-                loop.call_soon_threadsafe(self._deliver, message)
-        return result
-
-    def _deliver(self, message: Message) -> None:
-        if self._status != "closed":
+    def _deliver(self, outcome: tuple[PublishResult, Message | None]) -> None:
+        """On the loop, once the publish is committed: hand the message to the callbacks."""
+        message = outcome[1]
+        if message is not None and self._status != "closed":
             self._local.notify(message.ch, message)
 
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self._sweep_every)
-            try:
-                forgotten = await self._call(self._store.sweep, self._is_active_from_thread)
-            except BackendUnavailable:
-                continue  # logged and counted; the next sweep tries again
-            if forgotten:
-                logger.debug("sqlite engine: forgot %d idle channels", forgotten)
+            with contextlib.suppress(BackendUnavailable):  # logged and counted; next time
+                forgotten = await self.sweep()
+                if forgotten:
+                    logger.debug("sqlite engine: forgot %d idle channels", forgotten)
 
     def _is_active_from_thread(self, ch: str) -> bool:
         # Reading a dict from another thread is safe under the GIL; a channel
         # that becomes active meanwhile gets a new epoch, which clients handle.
         return self._local.is_active(ch)
+
+
+def _nothing() -> None:
+    """A call that only makes the writer open the file."""

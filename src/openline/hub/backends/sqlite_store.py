@@ -1,8 +1,9 @@
 """The sqlite engine's storage: blocking calls on one connection, from one thread.
 
 Three tables: ``channels`` (epoch, last offset, last use), ``messages`` (the
-history window) and ``ids`` (the idempotency window). Each publish is one
-transaction: read the channel, check the id, insert, trim, commit. The file is
+history window) and ``ids`` (the idempotency window). A publish reads the
+channel, checks the id, inserts and trims; the caller (:mod:`.sqlite_writer`)
+wraps calls in transactions and savepoints with the methods below. The file is
 in WAL mode with ``synchronous=NORMAL`` (a commit survives the process being
 killed; the last commits before a power cut may not) and ``locking_mode=EXCLUSIVE``
 (one process per file: a second one is refused rather than serving a split hub).
@@ -16,6 +17,7 @@ deletes what lies before it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -144,6 +146,38 @@ class Store:
             self._db.close()
             self._db = None
 
+    # --- transactions ------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Start a write transaction."""
+        self._connection().execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        """Commit the transaction."""
+        self._connection().execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Undo the transaction, if one is open; never raises."""
+        db = self._db
+        if db is not None and db.in_transaction:
+            # sqlite may have rolled back already (after an I/O error, for instance).
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+
+    def savepoint(self) -> None:
+        """Mark a point inside the transaction that :meth:`rollback_savepoint` returns to."""
+        self._connection().execute("SAVEPOINT call")
+
+    def release_savepoint(self) -> None:
+        """Keep what was done since :meth:`savepoint`."""
+        self._connection().execute("RELEASE call")
+
+    def rollback_savepoint(self) -> None:
+        """Undo what was done since :meth:`savepoint`."""
+        db = self._connection()
+        db.execute("ROLLBACK TO call")
+        db.execute("RELEASE call")
+
     # --- messages ----------------------------------------------------------------------
 
     def publish(
@@ -153,46 +187,43 @@ class Store:
 
         Returns:
             The result, and the message stored (``None`` for a duplicate).
+
+        Raises:
+            sqlite3.Error: The file can't be read or written.
         """
         db = self._connection()
         now = self._clock()
-        with _transaction(db):
-            epoch, last = self._channel(db, ch, now)
-            if msg_id is not None:
-                offset = self._known_id(db, ch, msg_id, now)
-                if offset is not None:
-                    return PublishResult(epoch, offset, duplicate=True), None
-            last += 1
-            meta_text = None if meta is None else json.dumps(dict(meta), separators=(",", ":"))
-            db.execute("UPDATE channels SET last = ? WHERE ch = ?", (last, ch))
-            db.execute(
-                "INSERT INTO messages VALUES (?, ?, ?, ?, ?)", (ch, last, now, data, meta_text)
-            )
-            if msg_id is not None:
-                db.execute(
-                    "INSERT OR REPLACE INTO ids VALUES (?, ?, ?, ?)", (ch, msg_id, last, now)
-                )
-            self._trim(db, ch, last, now, ids=msg_id is not None)
+        epoch, last = self._channel(db, ch, now)
+        if msg_id is not None:
+            offset = self._known_id(db, ch, msg_id, now)
+            if offset is not None:
+                return PublishResult(epoch, offset, duplicate=True), None
+        last += 1
+        meta_text = None if meta is None else json.dumps(dict(meta), separators=(",", ":"))
+        db.execute("UPDATE channels SET last = ? WHERE ch = ?", (last, ch))
+        db.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", (ch, last, now, data, meta_text))
+        if msg_id is not None:
+            db.execute("INSERT OR REPLACE INTO ids VALUES (?, ?, ?, ?)", (ch, msg_id, last, now))
+        self._trim(db, ch, last, now, ids=msg_id is not None)
         return PublishResult(epoch, last), Message(ch, epoch, last, data, meta)
 
     def history(self, ch: str, since: int | None, epoch: str | None) -> HistoryResult:
         """Read the position and the messages after ``since``; see :meth:`.base.Engine.history`."""
         db = self._connection()
         now = self._clock()
-        with _transaction(db):
-            current, last = self._channel(db, ch, now)
-            self._trim(db, ch, last, now, ids=False)
-            row = db.execute("SELECT min(msg_offset) FROM messages WHERE ch = ?", (ch,)).fetchone()
-            first = last + 1 if row[0] is None else int(row[0])
-            if since is None:
-                return HistoryResult(current, last, first, (), recovered=False)
-            recovered = epoch == current and first - 1 <= since <= last
-            start = since + 1 if recovered else first
-            rows = db.execute(
-                "SELECT msg_offset, data, meta FROM messages WHERE ch = ? AND msg_offset >= ?"
-                " ORDER BY msg_offset",
-                (ch, start),
-            ).fetchall()
+        current, last = self._channel(db, ch, now)
+        self._trim(db, ch, last, now, ids=False)
+        row = db.execute("SELECT min(msg_offset) FROM messages WHERE ch = ?", (ch,)).fetchone()
+        first = last + 1 if row[0] is None else int(row[0])
+        if since is None:
+            return HistoryResult(current, last, first, (), recovered=False)
+        recovered = epoch == current and first - 1 <= since <= last
+        start = since + 1 if recovered else first
+        rows = db.execute(
+            "SELECT msg_offset, data, meta FROM messages WHERE ch = ? AND msg_offset >= ?"
+            " ORDER BY msg_offset",
+            (ch, start),
+        ).fetchall()
         messages = [Message(ch, current, offset, data, _meta(text)) for offset, data, text in rows]
         return HistoryResult(current, last, first, messages, recovered=recovered)
 
@@ -209,19 +240,13 @@ class Store:
         db = self._connection()
         now = self._clock()
         forgotten = 0
-        with _transaction(db):
-            channels = db.execute("SELECT ch, last, touched FROM channels").fetchall()
-            for ch, last, touched in channels:
-                self._trim(db, ch, last, now, ids=True)
-                if self._is_forgettable(db, ch, touched, now) and not active(ch):
-                    db.execute("DELETE FROM channels WHERE ch = ?", (ch,))
-                    forgotten += 1
+        channels = db.execute("SELECT ch, last, touched FROM channels").fetchall()
+        for ch, last, touched in channels:
+            self._trim(db, ch, last, now, ids=True)
+            if self._is_forgettable(db, ch, touched, now) and not active(ch):
+                db.execute("DELETE FROM channels WHERE ch = ?", (ch,))
+                forgotten += 1
         return forgotten
-
-    def count_channels(self) -> int:
-        """How many channels the file holds."""
-        row = self._connection().execute("SELECT count(*) FROM channels").fetchone()
-        return int(row[0])
 
     # --- private -----------------------------------------------------------------------
 
