@@ -343,3 +343,37 @@ def test_serve_with_unusable_data_prints_one_line(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("openline serve: error: --data")
     assert message in lines[0]
+
+
+async def test_a_failing_call_in_a_batch_leaves_the_others_stored(tmp_path: pathlib.Path) -> None:
+    engine = SqliteEngine(str(tmp_path / "hub.db"))
+    try:
+        bad: Any = {"not": "bytes"}  # sqlite can't store a dict: that publish fails alone
+        results = await asyncio.gather(
+            *(engine.publish("room", bad if n == 5 else f"m{n}") for n in range(10)),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert len(failed) == 1 and isinstance(failed[0], BackendUnavailable)
+        stored = await engine.history("room", since=0, epoch=(await engine.history("room")).epoch)
+        assert [m.data for m in stored.messages] == [f"m{n}" for n in range(10) if n != 5]
+        assert [m.offset for m in stored.messages] == list(range(1, 10))
+        assert engine.health()["errors"] == 1
+    finally:
+        await engine.close()
+
+
+async def test_a_cancelled_publish_is_still_delivered_once_stored(tmp_path: pathlib.Path) -> None:
+    engine = SqliteEngine(str(tmp_path / "hub.db"))
+    seen: list[Any] = []
+    await engine.subscribe("room", seen.append)
+    try:
+        await engine.start()
+        task = asyncio.create_task(engine.publish("room", "x"))
+        await asyncio.sleep(0)  # queued on the writer's thread
+        task.cancel()
+        head = await engine.history("room")  # runs after the publish: same thread, in order
+        assert head.last_offset == 1
+        assert [m.offset for m in seen if isinstance(m, Message)] == [1]
+    finally:
+        await engine.close()
