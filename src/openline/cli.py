@@ -743,7 +743,7 @@ def _make_app(args: argparse.Namespace, engine: Engine, *, ticker: bool) -> App:
             ticker=ticker and not getattr(args, "no_ticker", False),
             origins=args.origins,
             origin_required=args.origin_required,
-            secret=secret_from(args),
+            secret=secret_from(args) or _data_key(args),
             **(
                 {"ticker_interval": args.ticker_interval}
                 if hasattr(args, "ticker_interval")
@@ -753,6 +753,23 @@ def _make_app(args: argparse.Namespace, engine: Engine, *, ticker: bool) -> App:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _data_key(args: argparse.Namespace) -> str | None:
+    """With ``--data`` and no other key: the one kept next to the database file.
+
+    Raises:
+        UsageError: The key file can't be read or created, or holds a short key.
+    """
+    if not hasattr(args, "data"):
+        return None
+    from .hub.backends.sqlite import data_file
+    from .web.keyfile import load_or_create_key
+
+    try:
+        return load_or_create_key(data_file(args.data) + ".key")
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--data: {exc}") from None
 
 
 def secret_from(args: argparse.Namespace) -> str | None:

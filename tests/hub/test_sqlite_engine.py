@@ -26,7 +26,6 @@ CLI = [sys.executable, "-m", "openline"]
 #: One millisecond, scaled by OPENLINE_TEST_TIMEOUT_FACTOR on slow machines.
 MS = 0.001 * float(os.environ.get("OPENLINE_TEST_TIMEOUT_FACTOR", "1"))
 TIMEOUT = 30000 * MS
-SECRET = "a-secret-of-at-least-16-bytes"
 
 
 async def _publish_ten(engine: SqliteEngine) -> str:
@@ -236,9 +235,11 @@ class _Serve:
         self.port = 0
 
     async def start(self) -> None:
+        # No --secret: the key that signs the tokens is kept next to the database.
+        env = {k: v for k, v in os.environ.items() if k != "OPENLINE_SECRET"}
         self.proc = await asyncio.create_subprocess_exec(
-            *CLI, "serve", "--port", "0", "--no-ticker", "--secret", SECRET, "--data", self.data,
-            stdout=subprocess.PIPE,
+            *CLI, "serve", "--port", "0", "--no-ticker", "--data", self.data,
+            stdout=subprocess.PIPE, env=env,
         )  # fmt: skip
         assert self.proc.stdout is not None
         line = (await asyncio.wait_for(self.proc.stdout.readline(), TIMEOUT)).decode()
@@ -299,7 +300,9 @@ async def test_serve_data_killed_and_restarted_resumes_with_nothing_lost(
     assert server.proc.returncode == -signal.SIGKILL
     await server.start()
     try:
-        ws = await server.dial(token)  # signed with the same --secret: the same user
+        key = tmp_path / "state" / "openline.db.key"
+        assert key.stat().st_mode & 0o777 == 0o600
+        ws = await server.dial(token)  # signed with the key kept next to the file: same user
         since = {"epoch": epoch, "offset": 2}
         await ws.send(json.dumps({"type": "subscribe", "ch": "room", "since": since}))
         subscribed = await _receive(ws, "subscribed")
@@ -377,3 +380,19 @@ async def test_a_cancelled_publish_is_still_delivered_once_stored(tmp_path: path
         assert [m.offset for m in seen if isinstance(m, Message)] == [1]
     finally:
         await engine.close()
+
+
+def test_a_short_key_file_is_refused_in_one_line(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "hub.db.key").write_text("short\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENLINE_SECRET"}
+    result = subprocess.run(
+        [*CLI, "serve", "--port", "0", "--data", str(tmp_path / "hub.db")],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"openline serve: error: --data: {tmp_path}/hub.db.key holds a key of 5 bytes, less than 16"
+    ]
