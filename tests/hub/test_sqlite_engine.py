@@ -251,14 +251,17 @@ class _Serve:
         self.proc.send_signal(signum)
         await asyncio.wait_for(self.proc.wait(), TIMEOUT)
 
-    async def token(self, name: str) -> str:
-        url = f"http://127.0.0.1:{self.port}/api/session?name={name}"
+    async def get_json(self, path: str) -> Any:
+        url = f"http://127.0.0.1:{self.port}{path}"
 
         def fetch() -> Any:
             with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
                 return json.loads(response.read())
 
-        token: str = (await asyncio.to_thread(fetch))["token"]
+        return await asyncio.to_thread(fetch)
+
+    async def token(self, name: str) -> str:
+        token: str = (await self.get_json(f"/api/session?name={name}"))["token"]
         return token
 
     async def dial(self, token: str) -> Any:
@@ -314,6 +317,9 @@ async def test_serve_data_killed_and_restarted_resumes_with_nothing_lost(
         await ws.send(json.dumps({"type": "publish", "ch": "room", "data": 4, "id": "m4"}))
         again = await _receive(ws, "ack")
         assert (again["offset"], again["duplicate"]) == (5, True)
+        health = await server.get_json("/healthz")
+        assert (health["status"], health["engine"]["engine"]) == ("ok", "sqlite")
+        assert health["engine"]["path"] == f"{tmp_path}/state/openline.db"
         await ws.close()
     finally:
         await server.stop(signal.SIGINT)
