@@ -402,3 +402,24 @@ def test_a_short_key_file_is_refused_in_one_line(tmp_path: pathlib.Path) -> None
     assert result.stderr.strip().splitlines() == [
         f"openline serve: error: --data: {tmp_path}/hub.db.key holds a key of 5 bytes, less than 16"
     ]
+
+
+def test_a_database_of_a_newer_layout_is_refused(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "newer.db")
+    check_database(path)
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(ValueError, match="has layout 99, newer than this openline's 1"):
+        check_database(path)
+
+
+async def test_a_closed_engine_refuses_calls(tmp_path: pathlib.Path) -> None:
+    engine = SqliteEngine(str(tmp_path / "hub.db"))
+    await engine.publish("room", "x")
+    await engine.close()
+    await engine.close()  # twice: nothing more
+    assert engine.health()["status"] == "closed"
+    with pytest.raises(RuntimeError, match="the engine is closed"):
+        await engine.publish("room", "y")
+    with pytest.raises(RuntimeError, match="the engine is closed"):
+        await engine.subscribe("room", lambda event: None)

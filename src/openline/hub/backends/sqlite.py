@@ -238,8 +238,7 @@ class SqliteEngine:
         self._status = "closed"
         if self._sweeper is not None:
             self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await asyncio.wait([self._sweeper])
         self._local.clear()
         with contextlib.suppress(sqlite3.Error):
             await self._writer.close()
