@@ -37,7 +37,7 @@ import urllib.parse
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from . import __version__
+from . import __version__, _data
 from .exceptions import (
     BackendUnavailable,
     ConnectionClosed,
@@ -504,7 +504,7 @@ def _server_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     context = _server_ssl(args)
-    _check_data_flags(args)
+    _data.check_flags(args)
     if args.workers > 1 and not hasattr(args, "redis"):
         raise UsageError(
             f"--workers {args.workers} needs --redis URL: without a shared engine, "
@@ -523,19 +523,6 @@ def _run_serve(args: argparse.Namespace) -> int:
         if hasattr(args, name):
             raise UsageError(f"{flag} applies to the hub, not to --echo")
     return _run_loop(_serve(args, context))
-
-
-def _check_data_flags(args: argparse.Namespace) -> None:
-    """Refuse ``--data`` with the flags it can't work with."""
-    if not hasattr(args, "data") or args.echo:
-        return
-    if hasattr(args, "redis"):
-        raise UsageError("--data and --redis are two engines: give one")
-    if args.workers > 1:
-        raise UsageError(
-            f"--workers {args.workers} can't share --data: one process writes the file "
-            "(use --redis to scale out)"
-        )
 
 
 async def _echo(ws: object) -> None:
@@ -651,7 +638,7 @@ def _make_engine(args: argparse.Namespace) -> Engine:
     if hasattr(args, "redis") and importlib.util.find_spec("redis") is None:
         raise UsageError("--redis needs the redis package: pip install 'openline[redis]'")
     if hasattr(args, "data"):
-        return _sqlite_engine(args.data, options)
+        return _data.sqlite_engine(args.data, options)
     try:
         if not hasattr(args, "redis"):
             return MemoryEngine(**options)
@@ -665,24 +652,6 @@ def _make_engine(args: argparse.Namespace) -> Engine:
     except ValueError as exc:  # a bad URL too
         raise UsageError(str(exc)) from None
     return engine
-
-
-def _sqlite_engine(path: str, options: dict[str, Any]) -> Engine:
-    """An sqlite engine on the file ``--data`` names, checked now.
-
-    Raises:
-        UsageError: A directory can't be created, or the file can't be used.
-    """
-    from .hub.backends.sqlite import SqliteEngine, check_database, data_file
-
-    try:
-        path = data_file(path)
-        check_database(path)
-        return SqliteEngine(path, **options)
-    except OSError as exc:
-        raise UsageError(f"--data {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise UsageError(f"--data: {exc}") from None
 
 
 def _engine_name(args: argparse.Namespace) -> str:
@@ -743,7 +712,7 @@ def _make_app(args: argparse.Namespace, engine: Engine, *, ticker: bool) -> App:
             ticker=ticker and not getattr(args, "no_ticker", False),
             origins=args.origins,
             origin_required=args.origin_required,
-            secret=secret_from(args) or _data_key(args),
+            secret=secret_from(args) or _data.signing_key(args),
             **(
                 {"ticker_interval": args.ticker_interval}
                 if hasattr(args, "ticker_interval")
@@ -753,23 +722,6 @@ def _make_app(args: argparse.Namespace, engine: Engine, *, ticker: bool) -> App:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-
-
-def _data_key(args: argparse.Namespace) -> str | None:
-    """With ``--data`` and no other key: the one kept next to the database file.
-
-    Raises:
-        UsageError: The key file can't be read or created, or holds a short key.
-    """
-    if not hasattr(args, "data"):
-        return None
-    from .hub.backends.sqlite import data_file
-    from .web.keyfile import load_or_create_key
-
-    try:
-        return load_or_create_key(data_file(args.data) + ".key")
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--data: {exc}") from None
 
 
 def secret_from(args: argparse.Namespace) -> str | None:
