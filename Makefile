@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml setup.py
 	touch $@
 
 serve: $(STAMP)
-	$(BIN)/openline serve --host $(HOST) --port $(PORT)
+	$(BIN)/openline serve --host $(HOST) --port $(PORT) --data .cache/openline.db
 
 node-deps: tests/interop/node/node_modules/.package-lock.json
 

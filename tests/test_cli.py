@@ -93,6 +93,9 @@ async def run_cli_async(*args: str, stdin: str = "") -> tuple[int, str, str]:
         (["serve", "--echo", "--secret", "x" * 16], "--secret applies to the hub, not to --echo"),
         (["serve", "--redis-timeout", "1"], "--redis-timeout applies to --redis"),
         (["serve", "--redis", "redis://x", "--presence-ttl", "0"], "expected a positive number"),
+        (["serve", "--data", "x.db", "--redis", "redis://x"], "--data and --redis are two engines"),
+        (["serve", "--data", "x.db", "--workers", "2"], "--workers 2 can't share --data"),
+        (["serve", "--echo", "--data", "x.db"], "--data applies to the hub, not to --echo"),
         (["connect"], "the following arguments are required: uri"),
         (["connect", "http://example.com/"], "URI must start with ws:// or wss://"),
         (

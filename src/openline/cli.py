@@ -37,7 +37,7 @@ import urllib.parse
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from . import __version__
+from . import __version__, _data
 from .exceptions import (
     BackendUnavailable,
     ConnectionClosed,
@@ -262,6 +262,15 @@ def _add_bench(commands: Any) -> None:
         "server RSS slope and idle CPU into OUTPUT (bench/results/soak)",
     )
     bench.add_argument("--minutes", type=_positive_float, default=10.0, help="with --soak (10)")
+    bench.add_argument(
+        "--engines",
+        type=_positive_int,
+        nargs="?",
+        const=5000,
+        metavar="N",
+        help="instead: N publishes (5000) through each engine's publish() and through a hub "
+        "connection, memory vs sqlite vs Redis; µs per publish and publishes/s",
+    )
     bench.add_argument("--list", action="store_true", help="list scenarios and servers, then exit")
     bench.add_argument("--report", metavar="JSON", help="redraw the report from a results.json")
     bench.set_defaults(run=_run_bench)
@@ -312,6 +321,7 @@ _HUB_FLAGS = {
     "no_ticker": "--no-ticker",
     "ticker_interval": "--ticker-interval",
     "redis": "--redis",
+    "data": "--data",
     "presence_ttl": "--presence-ttl",
     "redis_timeout": "--redis-timeout",
     "secret": "--secret",
@@ -380,7 +390,8 @@ def _add_serve(commands: Any) -> None:
         "serve",
         help="run the hub with its demo page (or, with --echo, an echo server)",
         description=(
-            "Run the openline hub (subprotocol openline.v1; in-memory engine, or Redis with "
+            "Run the openline hub (subprotocol openline.v1; in-memory engine, an sqlite file "
+            "with --data that keeps history across restarts, or Redis with "
             "--redis for several processes or machines) and, on the same "
             "port, the demo page at /, the browser client at /openline.js, /healthz and "
             "/api/ticker. WebSocket clients connect to /ws. Ctrl-C closes every connection "
@@ -461,6 +472,13 @@ def _add_serve(commands: Any) -> None:
         help=f"turn on the server API, POST /api/<method> (docs/server-api.md), for callers "
         f"sending 'Authorization: apikey KEY' (default: ${API_KEY_ENV}, else off)",
     )
+    hub.add_argument(
+        "--data",
+        metavar="PATH",
+        default=unset,
+        help="keep history, offsets and message ids in this sqlite file (a directory or a path "
+        "ending in / gets openline.db), so that they survive restarts; one process per file",
+    )
     scale = serve.add_argument_group("scaling out (docs/scaling.md)")
     scale.add_argument(
         "--redis",
@@ -507,6 +525,7 @@ def _server_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     context = _server_ssl(args)
+    _data.check_flags(args)
     if args.workers > 1 and not hasattr(args, "redis"):
         raise UsageError(
             f"--workers {args.workers} needs --redis URL: without a shared engine, "
@@ -640,6 +659,8 @@ def _make_engine(args: argparse.Namespace) -> Engine:
     }
     if hasattr(args, "redis") and importlib.util.find_spec("redis") is None:
         raise UsageError("--redis needs the redis package: pip install 'openline[redis]'")
+    if hasattr(args, "data"):
+        return _data.sqlite_engine(args.data, options)
     try:
         if not hasattr(args, "redis"):
             return MemoryEngine(**options)
@@ -656,6 +677,8 @@ def _make_engine(args: argparse.Namespace) -> Engine:
 
 
 def _engine_name(args: argparse.Namespace) -> str:
+    if hasattr(args, "data"):
+        return f"sqlite {args.data} (history survives restarts)"
     return f"redis {_redacted(args.redis)}" if hasattr(args, "redis") else "memory (this process)"
 
 
@@ -711,7 +734,7 @@ def _make_app(args: argparse.Namespace, engine: Engine, *, ticker: bool) -> App:
             ticker=ticker and not getattr(args, "no_ticker", False),
             origins=args.origins,
             origin_required=args.origin_required,
-            secret=secret_from(args),
+            secret=secret_from(args) or _data.signing_key(args),
             jwt=jwt_from(args),
             metrics_key=getattr(args, "metrics_key", None),
             api_key=getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV) or None,
@@ -1002,6 +1025,11 @@ def _run_bench(args: argparse.Namespace) -> int:
         return _list_bench()
     if args.report:
         return _redraw_bench(args)
+    if args.engines is not None:
+        from .bench.engines import run as engines
+
+        engines(args.engines)
+        return EXIT_OK
     try:
         import uvloop  # noqa: F401
     except ImportError:

@@ -17,6 +17,7 @@ import asyncio
 import collections
 import dataclasses
 import os
+import pathlib
 import random
 import statistics
 import sys
@@ -27,7 +28,8 @@ from contextlib import asynccontextmanager
 import pytest
 
 from openline.asyncio.backoff import Backoff
-from openline.hub import Hub, MemoryEngine
+from openline.hub import Hub, MemoryEngine, SqliteEngine
+from openline.hub.backends.base import Engine
 from openline.hub.client import Client, Subscription
 from openline.hub.events import ClientEvent, Disconnected, Gap, Publication, Reconnecting
 
@@ -78,7 +80,7 @@ class Run:
 
 @asynccontextmanager
 async def chaos_rig(
-    engine: MemoryEngine, rng: random.Random, run: Run
+    engine: Engine, rng: random.Random, run: Run
 ) -> AsyncIterator[tuple[Hub, ChaosProxy, Client]]:
     """A hub, a proxy in front of it, and a subscriber client dialling through the proxy."""
     # The hub's own keepalive clears the sessions of blackholed connections.
@@ -157,9 +159,7 @@ def plan(rng: random.Random, total: int, cuts: int) -> tuple[list[CutMode], list
     return modes, points
 
 
-async def chaos(
-    engine: MemoryEngine, total: int, cuts: int, seed: int
-) -> tuple[Run, dict[str, int]]:
+async def chaos(engine: Engine, total: int, cuts: int, seed: int) -> tuple[Run, dict[str, int]]:
     rng = random.Random(seed)
     modes, points = plan(rng, total, cuts)
     done = [asyncio.Event() for _ in points]
@@ -259,3 +259,19 @@ async def test_with_a_short_history_outages_become_gaps_never_silent_holes() -> 
     assert figures["gaps"] > 0
     assert figures["lost silently"] == 0
     assert figures["duplicates delivered"] == 0
+
+
+@pytest.mark.chaos
+async def test_on_the_sqlite_engine_every_message_arrives_once_in_order_through_30_cuts(
+    tmp_path: pathlib.Path,
+) -> None:
+    total, cuts = 3_000, 30
+    engine = SqliteEngine(str(tmp_path / "chaos.db"), history_size=2 * total)
+    try:
+        run, stats = await chaos(engine, total, cuts, SEED + 2)
+    finally:
+        await engine.close()
+    report("chaos on sqlite: 3,000 messages, 30 cuts", run, stats, total)
+    numbers = [item.data for item in run.items if isinstance(item, Publication)]
+    assert numbers == list(range(total))  # every message, exactly once, in order
+    assert [item for item in run.items if isinstance(item, Gap)] == []

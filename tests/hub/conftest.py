@@ -1,7 +1,8 @@
 """Fixtures shared by the hub tests: every engine, behind one factory.
 
 ``make_engine`` is parametrised by engine kind: each hub test runs once per
-engine, ``memory`` and ``redis``. The Redis engines talk to a real
+engine, ``memory``, ``sqlite`` and ``redis``. Each sqlite engine gets a fresh
+database file in a directory of its own. The Redis engines talk to a real
 ``redis-server`` started for the session on a free port; each call of the
 factory gets a key prefix of its own, so that it sees an empty store, as a
 restart without persistence would (and so a new epoch).
@@ -21,7 +22,7 @@ from openline.hub.backends.base import Engine
 
 EngineFactory = Callable[..., Engine]
 
-ENGINES = ["memory", "redis"]
+ENGINES = ["memory", "sqlite", "redis"]
 
 _prefixes = itertools.count()
 
@@ -31,6 +32,7 @@ async def make_engine(request: pytest.FixtureRequest) -> AsyncIterator[EngineFac
     """A factory of engines of one kind; each call is a new engine, as after a restart."""
     engines: list[Engine] = []
     url = ""
+    tmp_path_factory = request.getfixturevalue("tmp_path_factory")
     if request.param == "redis":
         url = request.getfixturevalue("redis_server_session").url
 
@@ -38,6 +40,11 @@ async def make_engine(request: pytest.FixtureRequest) -> AsyncIterator[EngineFac
         engine: Engine
         if request.param == "memory":
             engine = MemoryEngine(**kwargs)
+        elif request.param == "sqlite":
+            from openline.hub.backends.sqlite import SqliteEngine
+
+            path = tmp_path_factory.mktemp("sqlite") / "openline.db"
+            engine = SqliteEngine(str(path), **kwargs)
         else:
             from openline.hub.backends.redis import RedisEngine
 

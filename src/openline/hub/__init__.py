@@ -16,6 +16,7 @@ from .backends.base import (
     PublishResult,
 )
 from .backends.memory import MemoryEngine
+from .backends.sqlite import SqliteEngine
 from .client import Client, ClientClosed, Subscription
 from .events import (
     Ack,
@@ -73,6 +74,7 @@ __all__ = [
     "Resumed",
     "ServerSubscribed",
     "ServerUnsubscribed",
+    "SqliteEngine",
     "StateChange",
     "Subscription",
     "TokenIdentity",

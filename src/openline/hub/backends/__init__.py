@@ -15,6 +15,7 @@ from .base import (
     PublishResult,
 )
 from .memory import MemoryEngine
+from .sqlite import SqliteEngine
 
 __all__ = [
     "Callback",
@@ -28,4 +29,5 @@ __all__ = [
     "PresenceSnapshot",
     "PresenceUser",
     "PublishResult",
+    "SqliteEngine",
 ]
