@@ -8,6 +8,7 @@ present), and one process owns the database file.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 
 from .base import Callback, Event, PresenceEvent, PresenceSnapshot, PresenceUser
@@ -154,6 +155,11 @@ class LocalChannels:
             for user, entry in local.users.items()
         }
         return PresenceSnapshot(count, users, seq)
+
+    def present(self, limit: int) -> list[str]:
+        """Channels where some user is present, sorted, at most ``limit`` of them."""
+        names = (ch for ch, local in self._channels.items() if local.users)
+        return sorted(itertools.islice(names, limit))
 
     def clear(self) -> None:
         """Forget every channel and cancel the state timers."""

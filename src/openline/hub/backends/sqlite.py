@@ -34,7 +34,14 @@ from typing import Any, Literal, TypeVar
 
 from ...asyncio.config import check_timeout
 from ...exceptions import BackendUnavailable
-from .base import Callback, HistoryResult, Message, PresenceSnapshot, PublishResult
+from .base import (
+    Callback,
+    ControlCallback,
+    HistoryResult,
+    Message,
+    PresenceSnapshot,
+    PublishResult,
+)
 from .local import LocalChannels
 from .options import DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL, Default, check_windows
 from .sqlite_store import Store, check_database
@@ -134,6 +141,7 @@ class SqliteEngine:
         # One thread, one connection: calls run in the order they were made.
         self._writer = Writer(self._store)
         self._local = LocalChannels()
+        self._control: list[ControlCallback] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._status: Literal["starting", "ok", "degraded", "closed"] = "starting"
         self._errors = 0
@@ -219,6 +227,30 @@ class SqliteEngine:
             BackendUnavailable: The file can't be read or written.
         """
         return await self._call(functools.partial(self._store.sweep, self._is_active_from_thread))
+
+    # --- control (one process per file: commands stay in this process) --------------
+
+    async def send_control(self, payload: bytes) -> None:
+        """Run this process's control callbacks; see :meth:`.base.Control.send_control`."""
+        for callback in list(self._control):
+            try:
+                callback(payload)
+            except Exception:
+                logger.exception("control callback failed")
+
+    async def subscribe_control(self, callback: ControlCallback) -> None:
+        """Add a control callback; see :meth:`.base.Control.subscribe_control`."""
+        if callback not in self._control:
+            self._control.append(callback)
+
+    async def unsubscribe_control(self, callback: ControlCallback) -> None:
+        """Remove a control callback; see :meth:`.base.Control.unsubscribe_control`."""
+        if callback in self._control:
+            self._control.remove(callback)
+
+    async def present_channels(self, limit: int) -> list[str]:
+        """Channels with present users; see :meth:`.base.Control.present_channels`."""
+        return self._local.present(limit)
 
     def health(self) -> dict[str, Any]:
         """The engine's state and counters, for ``/healthz``."""
