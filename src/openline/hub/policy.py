@@ -32,6 +32,8 @@ class Policy:
             ``[bound * (1 - jitter), bound]``.
         reset_after: Seconds a connection must last before the backoff starts over.
         redial_close_codes: Close codes after which a client redials.
+        retry_hint_close_codes: Close codes whose reason may carry a retry
+            hint (``retry-after=1.25``): the least delay before the first redial.
         redial_statuses: HTTP statuses of a refused handshake after which it redials.
         retry_errors: ``error`` codes after which a request is sent again.
         rate_share: Share of the hub's announced rate a client sends at.
@@ -47,6 +49,7 @@ class Policy:
     jitter: float
     reset_after: float
     redial_close_codes: frozenset[int]
+    retry_hint_close_codes: frozenset[int]
     redial_statuses: frozenset[int]
     retry_errors: frozenset[str]
     rate_share: float
@@ -75,6 +78,7 @@ def load_policy(raw: str | None = None) -> Policy:
             jitter=float(backoff["jitter"]),
             reset_after=float(backoff["reset_after"]),
             redial_close_codes=frozenset(int(code) for code in table["redial_close_codes"]),
+            retry_hint_close_codes=frozenset(int(code) for code in table["retry_hint_close_codes"]),
             redial_statuses=frozenset(int(status) for status in table["redial_statuses"]),
             retry_errors=frozenset(str(code) for code in table["retry_errors"]),
             rate_share=float(pacing["rate_share"]),
