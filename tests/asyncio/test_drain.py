@@ -139,7 +139,8 @@ async def test_drain_closes_every_connection_with_1012_and_a_hint_over_the_windo
         results = await asyncio.gather(*watchers)
     times = sorted(at - start for at, _, _ in results)
     hints = [parse_retry_hint(reason) for _, _, reason in results]
-    print(f"\ndrain of {CLIENTS} over {window:.3f} s: {report}; closes at", [f"{t:.3f}" for t in times])
+    print(f"\ndrain of {CLIENTS} over {window:.3f} s: {report}")
+    print("closes at", [f"{t:.3f}" for t in times])
     print("hints:", hints)
     assert report.connections == CLIENTS
     assert {code for _, code, _ in results} == {1012}
