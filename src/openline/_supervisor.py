@@ -14,7 +14,8 @@ supervisor (the process the operator started):
   ``$OPENLINE_SECRET``, or a random one) and hands it to every worker in its
   environment, so that a token from one worker is good on all of them;
 * prints the URLs once, when every worker listens;
-* forwards SIGINT and SIGTERM to the workers and exits when they have exited;
+* forwards SIGINT and SIGTERM to the workers, each of which drains
+  (``--drain-seconds``), and exits when they have exited;
 * reports a worker that dies, and starts it again, unless it died before it
   listened (then a restart would fail the same way).
 
@@ -53,7 +54,8 @@ from .cli import (
 
 __all__ = ["supervise"]
 
-#: Seconds the workers get to close their connections after SIGTERM, before SIGKILL.
+#: Seconds the workers get to close their connections after SIGTERM and their
+#: drain (``--drain-linger`` plus ``--drain-seconds``), before SIGKILL.
 SHUTDOWN_GRACE = 15.0
 #: Seconds a restarted worker waits when its predecessor lived shorter than this.
 RESTART_DELAY = 1.0
@@ -80,7 +82,8 @@ async def supervise(args: argparse.Namespace, context: ssl.SSLContext | None) ->
         command += ["--workers", "1", "--port", str(port)]
         # Not on the command line, where `ps` would show it to every user.
         env = {**os.environ, SECRET_ENV: secret_from(args) or secrets.token_urlsafe(32)}
-        workers = [_Worker(index, command, env) for index in range(args.workers)]
+        grace = SHUTDOWN_GRACE + args.drain_seconds + args.drain_linger
+        workers = [_Worker(index, command, env, grace) for index in range(args.workers)]
         return await _run(workers, args, sockets)
     finally:
         for sock in sockets:
@@ -112,7 +115,7 @@ async def _run(
         tasks.append(asyncio.ensure_future(asyncio.gather(*(w.keep() for w in workers))))
         await _first(tasks[-1], stop)
         if stop.done():
-            print("shutting down: closing every connection with 1001", file=sys.stderr, flush=True)
+            print("shutting down: every worker drains", file=sys.stderr, flush=True)
             return EXIT_OK
         return EXIT_OK if all(tasks[-1].result()) else EXIT_CONNECT_FAILED
     finally:
@@ -165,8 +168,11 @@ def _say(text: str) -> None:
 class _Worker:
     """One worker process, started again when it dies."""
 
-    def __init__(self, index: int, command: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self, index: int, command: list[str], env: dict[str, str], grace: float = SHUTDOWN_GRACE
+    ) -> None:
         self.index = index
+        self.grace = grace
         self.command = command
         self.env = env
         self.process: asyncio.subprocess.Process | None = None
@@ -231,13 +237,13 @@ class _Worker:
             _say(f"worker {self.index} is back (pid {self.process.pid})")
 
     async def terminate(self) -> None:
-        """Stop the process: SIGTERM, then SIGKILL after :data:`SHUTDOWN_GRACE` seconds."""
+        """Stop the process: SIGTERM (it drains), then SIGKILL after ``grace`` seconds."""
         process = self.process
         if process is not None and process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
             try:
-                await asyncio.wait_for(process.wait(), SHUTDOWN_GRACE)
+                await asyncio.wait_for(process.wait(), self.grace)
             except asyncio.TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()

@@ -14,7 +14,8 @@ Exit statuses of ``openline connect``:
 130    interrupted (Ctrl-C)
 =====  ==============================================================
 
-Exit statuses of ``openline serve``: 0 after SIGINT or SIGTERM, 1 when
+Exit statuses of ``openline serve``: 0 after SIGINT or SIGTERM (once the hub
+has drained: ``--drain-seconds``), 1 when
 ``--redis`` can't be reached at start (the node refuses to start rather than
 serve a hub that fails every request) or a ``--workers`` worker failed before
 listening, 2 for bad arguments (a port in use too). The module
@@ -47,7 +48,7 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
-    from .asyncio.server import ServerConnection
+    from .asyncio.server import Server, ServerConnection
     from .hub.backends.base import Engine
     from .hub.jwt_auth import JwtAuth
     from .protocol.http11 import Request, Response
@@ -138,6 +139,14 @@ def _non_negative_float(text: str) -> float:
     if text.strip() in ("0", "0.0"):
         return 0.0
     return _positive_float(text)
+
+
+def _drain_seconds(text: str) -> float:
+    """Seconds of a drain phase: a finite number from 0 to 3600."""
+    value = _non_negative_float(text)
+    if not value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 3600, got {text}")
+    return value
 
 
 def _cpu(text: str) -> int:
@@ -395,7 +404,9 @@ def _add_serve(commands: Any) -> None:
             "--redis for several processes or machines) and, on the same "
             "port, the demo page at /, the browser client at /openline.js, /healthz and "
             "/api/ticker. WebSocket clients connect to /ws. Ctrl-C closes every connection "
-            "with 1001 and exits. Browsers may connect from this server's own origin only (add "
+            "with 1001 and exits; SIGTERM drains: it stops accepting, closes the connections "
+            "with 1012 and a retry hint spread over --drain-seconds, and exits 0 (/readyz "
+            "answers 503 meanwhile). Browsers may connect from this server's own origin only (add "
             "others with --origin); clients that send no Origin header are allowed unless "
             "--origin-required. The demo's tokens come from /api/session, signed with --secret "
             f"(or ${SECRET_ENV}; a random key by default, so they end with the process)."
@@ -503,6 +514,21 @@ def _add_serve(commands: Any) -> None:
         type=_positive_int,
         default=1,
         help="processes sharing the port (SO_REUSEPORT); more than 1 needs --redis",
+    )
+    scale.add_argument(
+        "--drain-seconds",
+        type=_drain_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM: stop accepting, then close connections with 1012 and a retry hint, "
+        "spread over this many seconds (10; 0: all at once), then exit 0",
+    )
+    scale.add_argument(
+        "--drain-linger",
+        type=_drain_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="on SIGTERM: first keep listening this long, /readyz and upgrades answering 503 (0)",
     )
     # Set by the supervisor for its workers: "INDEX:FD", FD being the worker's end of a
     # socket pair to the supervisor (readiness out, the supervisor's death in).
@@ -633,6 +659,7 @@ def _print_urls(sockets: Sequence[socket.socket], secure: bool, engine: str) -> 
         print(f"  hub endpoint {ws_url}{WS_PATH} (subprotocol openline.v1)", flush=True)
         print(f"  health       {http_url}/healthz", flush=True)
         print(f"  metrics      {http_url}/metrics", flush=True)
+        print(f"  ready        {http_url}/readyz", flush=True)
     print(f"  engine       {engine}", flush=True)
 
 
@@ -708,16 +735,17 @@ def _worker(args: argparse.Namespace) -> tuple[int, socket.socket] | None:
         raise UsageError(f"--worker-of-supervisor is for openline's own use: {exc}") from None
 
 
-def _stop_on_signals(stop: asyncio.Future[None]) -> None:
+def _stop_on_signals(stop: asyncio.Future[Any]) -> None:
+    """Set ``stop``'s result to the number of the first SIGINT or SIGTERM."""
     loop = asyncio.get_running_loop()
 
-    def set_stop() -> None:
+    def set_stop(signum: int) -> None:
         # Ctrl-C reaches the supervisor's workers twice: from the terminal and forwarded.
         if not stop.done():
-            stop.set_result(None)
+            stop.set_result(signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, set_stop)
+        loop.add_signal_handler(signum, set_stop, signum)
 
 
 def _make_app(args: argparse.Namespace, engine: Engine, *, ticker: bool) -> App:
@@ -819,7 +847,7 @@ async def _serve_hub(args: argparse.Namespace, context: ssl.SSLContext | None) -
     if worker is not None:
         serve_options["reuse_port"] = True
     loop = asyncio.get_running_loop()
-    stop = loop.create_future()
+    stop: asyncio.Future[int | None] = loop.create_future()
     _stop_on_signals(stop)
     if worker is not None:
         # From the start: a worker whose supervisor died while it started stops too.
@@ -838,17 +866,35 @@ async def _serve_hub(args: argparse.Namespace, context: ssl.SSLContext | None) -
             _print_urls(server.sockets, context is not None, _engine_name(args))
         else:
             worker[1].send(b"ready\n")
-        await stop
-        if worker is None:
-            print("shutting down: closing every connection with 1001", file=sys.stderr, flush=True)
+        if await stop == signal.SIGINT:
+            if worker is None:
+                print("shutting down: closing every connection with 1001", file=sys.stderr)
+        else:
+            await _drain(server, args)
     return EXIT_OK
+
+
+async def _drain(server: Server, args: argparse.Namespace) -> None:
+    """SIGTERM: drain (docs/scaling.md, "Rolling restarts") and report how it went."""
+    print(
+        f"draining: closing {len(server.connections)} connections with 1012 "
+        f"over {args.drain_seconds:g} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    report = await server.drain(args.drain_seconds, linger=args.drain_linger)
+    print(
+        f"drained {report.connections} connections in {report.seconds:.2f} s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 #: Seconds a worker whose supervisor died may take to close before it exits anyway.
 _ORPHAN_GRACE = 15.0
 
 
-def _watch_supervisor(line: socket.socket, stop: asyncio.Future[None]) -> None:
+def _watch_supervisor(line: socket.socket, stop: asyncio.Future[Any]) -> None:
     """Stop when the supervisor dies: its end of ``line`` closes."""
     line.setblocking(False)
     loop = asyncio.get_running_loop()

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from openline.asyncio.drain import DrainReport
 from openline.hub import Hub, MemoryEngine
 from openline.web import App, create_app
 
@@ -76,6 +77,14 @@ class ServerThread:
     def stop(self) -> None:
         """Stop serving: every client gets a 1001 close, the engine keeps its history."""
         self.call(self._stop)
+
+    def drain(self, seconds: float, **options: Any) -> DrainReport:
+        """Drain (:meth:`Server.drain`: 1012 with a retry hint), then stop serving."""
+        assert self.app is not None and self.app.server is not None, "not serving"
+        server = self.app.server
+        report = self.call(lambda: server.drain(seconds, **options))
+        self.stop()
+        return report
 
     def replace_engine(self) -> None:
         """Swap in a fresh, empty engine while stopped: what restarting an in-memory server does.

@@ -10,6 +10,7 @@ from importlib import resources
 import pytest
 
 from openline.asyncio.backoff import RETRY_CLOSE_CODES, RETRY_STATUSES
+from openline.asyncio.drain import RETRY_HINT_CLOSE_CODES
 from openline.hub import client as client_module
 from openline.hub.policy import POLICY, Pacer, PolicyBackoff, load_policy
 
@@ -97,3 +98,8 @@ def test_a_drained_pacer_waits_and_debt_is_bounded() -> None:
     for _ in range(100):  # a heartbeat that never waits
         pacer.spend(0.0)
     assert pacer.delay(0.0) == pytest.approx(3 / 9)
+
+
+def test_the_policy_names_the_close_codes_whose_retry_hint_is_honoured() -> None:
+    assert POLICY.retry_hint_close_codes == RETRY_HINT_CLOSE_CODES
+    assert POLICY.retry_hint_close_codes <= POLICY.redial_close_codes

@@ -89,7 +89,9 @@ class Node:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        """Start the process and wait until it prints its URL."""
+        """Start the process (again, on the same port once it has one); wait for its URL."""
+        self.stdout.clear()  # a restarted node's output starts over
+        self.stderr.clear()
         command = [*CLI, "serve", "--redis", self.redis_url, "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--no-ticker", "--rate-limit", "off"]
         command += ["--ping-interval", str(PING_INTERVAL), "--ping-timeout", str(PING_TIMEOUT)]
@@ -133,6 +135,35 @@ class Node:
         self._drains.clear()
         assert process.returncode is not None
         return process.returncode
+
+    async def terminate(self) -> tuple[int, float]:
+        """Stop the node as an orchestrator would (SIGTERM: it drains).
+
+        Returns:
+            Its exit status and the seconds it took to exit.
+        """
+        process = self.process
+        assert process is not None and process.returncode is None
+        start = time.monotonic()
+        process.terminate()
+        await asyncio.wait_for(process.wait(), TIMEOUT)
+        elapsed = time.monotonic() - start
+        await asyncio.wait(self._drains, timeout=TIMEOUT)  # the pipes end with the process
+        self._drains.clear()
+        return process.returncode, elapsed
+
+    async def ready(self) -> int:
+        """``GET /readyz``: the status."""
+
+        def fetch() -> int:
+            try:
+                with urllib.request.urlopen(self.http + "/readyz", timeout=5) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as exc:
+                with exc:
+                    return exc.code
+
+        return await asyncio.to_thread(fetch)
 
     def log(self) -> str:
         """What the node wrote on stderr (its end)."""

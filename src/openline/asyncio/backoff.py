@@ -35,6 +35,7 @@ from ..exceptions import (
     InvalidStatus,
     ProtocolError,
 )
+from .drain import RETRY_HINT_CLOSE_CODES, parse_retry_hint
 
 __all__ = [
     "DEFAULT_BACKOFF_BASE",
@@ -130,7 +131,9 @@ class Classifier:
       :data:`RETRY_STATUSES` (5xx, 429, 408, 425), honouring ``Retry-After``;
     * :class:`~openline.exceptions.ConnectionClosed` with a close code in
       :data:`RETRY_CLOSE_CODES` (including 1006, a dead line), unless the peer
-      broke the protocol.
+      broke the protocol; after 1001, 1012 or 1013 a reason such as
+      ``retry-after=1.25`` (the retry hint of a draining server,
+      :mod:`openline.asyncio.drain`) is the least delay, like ``Retry-After``.
 
     Raised (retrying would fail the same way): other statuses (401, 403, 404...),
     an invalid URI, a failed negotiation, malformed handshake headers, close
@@ -138,7 +141,7 @@ class Classifier:
     a protocol violation by the peer, and any other exception.
 
     Args:
-        max_retry_after: Longest ``Retry-After`` honoured, in seconds; a larger
+        max_retry_after: Longest ``Retry-After`` or retry hint honoured, in seconds; a larger
             one is cut down to it. ``None`` honours any value.
 
     Raises:
@@ -180,7 +183,13 @@ class Classifier:
             # cut line, not a broken peer.)
             return None
         # exc.code is the peer's code, or 1006 when none arrived (a dead line).
-        return 0.0 if exc.code in RETRY_CLOSE_CODES else None
+        if exc.code not in RETRY_CLOSE_CODES:
+            return None
+        hint = parse_retry_hint(exc.reason) if exc.code in RETRY_HINT_CLOSE_CODES else None
+        if hint is None:
+            return 0.0
+        limit = self.max_retry_after
+        return hint if limit is None else min(hint, limit)
 
     def classify_status(self, exc: InvalidStatus) -> float | None:
         """Classify a refused handshake by its HTTP status and ``Retry-After``."""

@@ -15,6 +15,7 @@ import collections
 import contextvars
 import enum
 import inspect
+import random
 import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Generator, Sequence
@@ -42,6 +43,15 @@ from .config import (
     check_timeout,
 )
 from .connection import Connection
+from .drain import (
+    DEFAULT_DRAIN_SECONDS,
+    DEFAULT_RETRY_HINT,
+    DrainReport,
+    check_retry_hint,
+    check_seconds,
+    drain_schedule,
+    format_retry_hint,
+)
 
 __all__ = ["Handler", "ProcessRequest", "Server", "ServerConnection", "serve"]
 
@@ -360,6 +370,7 @@ class Server:
         self._protocols: set[ServerConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._draining = False
         self._close_task: asyncio.Task[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] | None = None
@@ -376,6 +387,80 @@ class Server:
     def is_serving(self) -> bool:
         """Tell whether the server accepts new connections."""
         return self._server is not None and self._server.is_serving()
+
+    @property
+    def is_draining(self) -> bool:
+        """Whether :meth:`drain` has started: the server is no longer ready."""
+        return self._draining
+
+    async def drain(
+        self,
+        seconds: float = DEFAULT_DRAIN_SECONDS,
+        *,
+        code: int = CloseCode.SERVICE_RESTART,
+        retry_after: tuple[float, float] | None = DEFAULT_RETRY_HINT,
+        linger: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> DrainReport:
+        """Shut down without a stampede: close the connections spread over ``seconds``.
+
+        Mark the server as draining (:attr:`is_draining`: ``/readyz`` answers
+        503, upgrade requests get 503), wait ``linger`` seconds, stop accepting
+        (the listening sockets close), then close each open connection with
+        ``code`` at a random moment of its own slot of the window (see
+        :func:`~openline.asyncio.drain.drain_schedule`), its close reason
+        carrying a retry hint drawn from ``retry_after`` (``retry-after=1.25``,
+        docs/protocol.md). Finally :meth:`close` waits
+        for the closing handshakes and the handlers, up to ``close_timeout``.
+        Calling it while a drain or a close runs waits for that one to finish.
+
+        Args:
+            seconds: The window over which closes are spread; 0 closes all at once.
+            code: The close code; 1012 (service restart).
+            retry_after: ``(low, high)`` seconds each connection's hint is drawn
+                from; ``None`` sends no hint.
+            linger: Seconds to keep listening, refusing, before the closes
+                start: time for a load balancer's readiness probe to notice.
+            rng: Where randomness comes from (seed it for reproducible tests).
+
+        Returns:
+            How many connections it closed, and how long it took.
+
+        Raises:
+            ValueError: ``seconds``, ``linger`` or ``retry_after`` is out of range, or
+                ``code`` may not be sent.
+        """
+        seconds = check_seconds("seconds", seconds)
+        linger = check_seconds("linger", linger)
+        hint = check_retry_hint(retry_after)
+        _check_close(code, format_retry_hint(hint[1]) if hint else "")
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        if self._draining or self._close_task is not None:
+            await self.wait_closed()
+            return DrainReport(0, loop.time() - began)
+        self._draining = self._closing = True
+        if linger > 0:
+            await asyncio.sleep(linger)
+        if self._server is not None:
+            self._server.close()
+        rng = rng if rng is not None else random.Random()
+        targets = list(self.connections)
+        rng.shuffle(targets)
+        closed = 0
+        start = loop.time()
+        for connection, at in zip(targets, drain_schedule(len(targets), seconds, rng), strict=True):
+            delay = start + at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if connection not in self.connections or connection.state is not State.OPEN:
+                continue  # it closed, or started closing, by itself meanwhile
+            reason = "" if hint is None else format_retry_hint(rng.uniform(*hint))
+            connection._shutdown(code, reason)
+            closed += 1
+        self.close(code)
+        await self.wait_closed()
+        return DrainReport(closed, loop.time() - began)
 
     def close(
         self,

@@ -34,6 +34,8 @@ class Policy:
         redial_close_codes: Close codes after which a client redials.
         token_close_codes: Close codes after which a client gets a new token
             (its ``get_token`` callback), then redials: 4001, token expired.
+        retry_hint_close_codes: Close codes whose reason may carry a retry
+            hint (``retry-after=1.25``): the least delay before the first redial.
         redial_statuses: HTTP statuses of a refused handshake after which it redials.
         retry_errors: ``error`` codes after which a request is sent again.
         rate_share: Share of the hub's announced rate a client sends at.
@@ -50,6 +52,7 @@ class Policy:
     reset_after: float
     redial_close_codes: frozenset[int]
     token_close_codes: frozenset[int]
+    retry_hint_close_codes: frozenset[int]
     redial_statuses: frozenset[int]
     retry_errors: frozenset[str]
     rate_share: float
@@ -79,6 +82,7 @@ def load_policy(raw: str | None = None) -> Policy:
             reset_after=float(backoff["reset_after"]),
             redial_close_codes=frozenset(int(code) for code in table["redial_close_codes"]),
             token_close_codes=frozenset(int(code) for code in table["token_close_codes"]),
+            retry_hint_close_codes=frozenset(int(code) for code in table["retry_hint_close_codes"]),
             redial_statuses=frozenset(int(status) for status in table["redial_statuses"]),
             retry_errors=frozenset(str(code) for code in table["retry_errors"]),
             rate_share=float(pacing["rate_share"]),

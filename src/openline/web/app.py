@@ -9,6 +9,9 @@ One port serves everything; each request goes to one of these by its shape:
 ``/openline.js``       the browser client, a plain ES module
 ``/healthz``           the hub's counters and the engine's health as JSON:
                        200, or 503 when the engine says it is degraded
+``/readyz``            readiness: 200 ``{"status": "ready"}``, or 503 with
+                       ``"draining"`` (a drain started) or ``"degraded"``
+                       (the engine can't reach its store)
 ``/api/ticker``        the ticker's latest value as JSON, for the polling panels
 ``/api/session``       a signed demo token: ``GET /api/session?name=Ada``
 ``/metrics``           Prometheus metrics (:mod:`openline.web.metrics`); open
@@ -146,6 +149,8 @@ class App:
             static = StaticFiles(DEMO_FILES, package=__package__ or "openline.web", headers=page)
         self.static = static
         self._started = time.monotonic()
+        #: The running server, while :meth:`run` serves.
+        self.server: Server | None = None
 
     # --- public API --------------------------------------------------------------------
 
@@ -176,10 +181,12 @@ class App:
                 host, port, process_request=self.process_request, **kwargs
             ) as server:
                 self.metrics.collector.server = server
+                self.server = server
                 if self.ticker is not None:
                     self.ticker.start()
                 yield server
         finally:
+            self.server = None
             if self.ticker is not None:
                 await self.ticker.stop()
             await self.hub.close()
@@ -211,6 +218,21 @@ class App:
             },
         }
 
+    def readiness(self) -> str:
+        """What ``/readyz`` says: ``"ready"``, ``"draining"`` or ``"degraded"``.
+
+        Only ``"ready"`` answers 200: a load balancer sends new clients
+        elsewhere while this node drains (:meth:`Server.drain`) or while its
+        engine is degraded. ``/healthz`` stays the liveness check.
+        """
+        server = self.server
+        if server is not None and server.is_draining:
+            return "draining"
+        engine = _engine_health(self.hub.engine)
+        if engine is not None and engine.get("status") == "degraded":
+            return "degraded"
+        return "ready"
+
     async def process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
@@ -238,10 +260,13 @@ class App:
             text = b"this is the openline hub: open a WebSocket with the openline.v1 subprotocol\n"
             headers = [("Upgrade", "websocket"), ("Content-Type", "text/plain; charset=utf-8")]
             return http_response(426, text, headers, head=head)
-        if path not in ("/healthz", "/api/ticker"):
+        if path not in ("/healthz", "/readyz", "/api/ticker"):
             return not_found(path)
         if request.method not in ALLOWED_METHODS:
             return method_not_allowed()
+        if path == "/readyz":
+            ready = self.readiness()
+            return json_response(200 if ready == "ready" else 503, {"status": ready}, head=head)
         if path == "/healthz":
             health = self.health()
             # A load balancer takes a degraded node out of rotation on a 5xx.

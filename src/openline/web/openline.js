@@ -10,7 +10,9 @@
  * - **Redials** after 0.5–1 s, then 1–2 s, then 1.5–3 s (jittered, capped),
  *   restarting the backoff once a connection lasted `resetAfter` seconds. Close
  *   codes 1000, 1001, 1005, 1006, 1011, 1012, 1013 and 1014 redial; any other
- *   code stops the client (1008 abuse, 1009 too big...: `stopped`). A browser
+ *   code stops the client (1008 abuse, 1009 too big...: `stopped`). After 1001,
+ *   1012 or 1013 a close reason `retry-after=S` (a draining hub's retry hint)
+ *   makes the first redial wait at least `S` seconds. A browser
  *   can't see why a handshake failed (a 401 looks like a network error), so
  *   failed handshakes redial with backoff too.
  * - **Tells the truth within a second**: on the browser's `offline` event it
@@ -84,6 +86,7 @@ export const POLICY = deepFreeze({
   backoff: { first: [0.5, 1.0], base: 1.0, factor: 2.0, cap: 3.0, jitter: 0.5, reset_after: 5.0 },
   redial_close_codes: [1000, 1001, 1005, 1006, 1011, 1012, 1013, 1014],
   token_close_codes: [4001],
+  retry_hint_close_codes: [1001, 1012, 1013],
   redial_statuses: [408, 425, 429, 500, 502, 503, 504],
   retry_errors: ["rate_limited", "unavailable", "internal"],
   pacing: { rate_share: 0.9, burst_share: 0.5 },
@@ -92,6 +95,10 @@ export const POLICY = deepFreeze({
 
 /** Close codes after which redialling is worth it; any other one stops the client. */
 const RETRY_CLOSE_CODES = new Set([...POLICY.redial_close_codes, ...POLICY.token_close_codes]);
+/** Close codes whose reason may carry a retry hint (`retry-after=1.25`). */
+const RETRY_HINT_CLOSE_CODES = new Set(POLICY.retry_hint_close_codes);
+/** Largest retry hint honoured, in seconds, as in the Python client. */
+const MAX_RETRY_HINT = 300;
 /** Error codes after which a request is worth sending again: the hub didn't process it. */
 const RETRY_CODES = new Set(POLICY.retry_errors);
 /** Message types that belong to a subscription. */
@@ -287,6 +294,18 @@ export function redialDelay(attempt, backoff = POLICY.backoff, random = Math.ran
   if (attempt <= 1) return low + random() * (high - low);
   const ceiling = Math.min(backoff.cap, backoff.base * backoff.factor ** Math.min(attempt - 1, 1000));
   return ceiling * (1 - backoff.jitter) + random() * ceiling * backoff.jitter;
+}
+
+/**
+ * The retry hint of a close reason (`retry-after=1.25`, optionally followed by
+ * a space, `;` or `,` and free text), in seconds, at most 300; `null` if none.
+ * docs/protocol.md, "The retry hint".
+ * @param {string} reason
+ * @returns {number | null}
+ */
+export function parseRetryHint(reason) {
+  const match = /^retry-after=(\d{1,6}(?:\.\d{1,6})?)(?:[ ;,][\s\S]*)?$/.exec(reason || "");
+  return match === null ? null : Math.min(Number(match[1]), MAX_RETRY_HINT);
 }
 
 /**
@@ -1107,11 +1126,14 @@ export class Client extends Emitter {
       return;
     }
     this._failures += 1;
-    const delay = this._backoff(this._failures);
-    if (delay === null || !(delay >= 0)) {
+    const backoff = this._backoff(this._failures);
+    if (backoff === null || !(backoff >= 0)) {
       this._stop(new HubError("closed", `the backoff ran out (last: ${code} ${reason})`, { closeCode: code }));
       return;
     }
+    // A draining hub says how long to stay away at least: honour it, jitter included.
+    const hint = RETRY_HINT_CLOSE_CODES.has(code) ? parseRetryHint(reason) : null;
+    const delay = hint === null ? backoff : Math.max(backoff, hint);
     const at = now() + delay * 1000;
     this.nextAttemptAt = at;
     this._setState("reconnecting");
