@@ -11,7 +11,14 @@ import asyncio
 import itertools
 import logging
 
-from .base import Callback, Event, PresenceEvent, PresenceSnapshot, PresenceUser
+from .base import (
+    Callback,
+    ControlCallback,
+    Event,
+    PresenceEvent,
+    PresenceSnapshot,
+    PresenceUser,
+)
 
 __all__ = ["LocalChannels"]
 
@@ -185,3 +192,34 @@ class LocalChannels:
         local.presence_seq += 1
         event = PresenceEvent(ch, "state", user, len(local.users), seq=local.presence_seq)
         self.notify(ch, event)
+
+
+class ControlCallbacks:
+    """The control callbacks of an engine whose commands stay in this process.
+
+    The memory engine and the sqlite engine (one process per file) both use it:
+    a command sent is run at once by every callback here.
+    """
+
+    __slots__ = ("_callbacks",)
+
+    def __init__(self) -> None:
+        self._callbacks: list[ControlCallback] = []
+
+    def add(self, callback: ControlCallback) -> None:
+        """Start calling ``callback``; twice does nothing."""
+        if callback not in self._callbacks:
+            self._callbacks.append(callback)
+
+    def remove(self, callback: ControlCallback) -> None:
+        """Stop calling ``callback``; does nothing if it isn't added."""
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def run(self, payload: bytes) -> None:
+        """Call every callback with ``payload``; one that fails is logged, not raised."""
+        for callback in list(self._callbacks):
+            try:
+                callback(payload)
+            except Exception:
+                logger.exception("control callback failed")

@@ -34,6 +34,7 @@ from .base import (
     PresenceUser,
     PublishResult,
 )
+from .local import ControlCallbacks
 from .options import (
     DEFAULT_HISTORY_SIZE,
     DEFAULT_HISTORY_TTL,
@@ -131,7 +132,7 @@ class MemoryEngine:
         self._history_size, self._history_ttl, self._id_size, self._id_ttl = windows
         self._clock = clock
         self._channels: dict[str, _Channel] = {}
-        self._control: list[ControlCallback] = []
+        self._control = ControlCallbacks()
         # Channels with nothing left are forgotten by a sweep, at most this often.
         self._sweep_every = min(self._history_ttl or 60.0, self._id_ttl or 60.0, 60.0)
         self._next_sweep = clock() + self._sweep_every
@@ -199,21 +200,15 @@ class MemoryEngine:
 
     async def send_control(self, payload: bytes) -> None:
         """Run this process's control callbacks; see :meth:`.base.Control.send_control`."""
-        for callback in list(self._control):
-            try:
-                callback(payload)
-            except Exception:
-                logger.exception("control callback failed")
+        self._control.run(payload)
 
     async def subscribe_control(self, callback: ControlCallback) -> None:
         """Add a control callback; see :meth:`.base.Control.subscribe_control`."""
-        if callback not in self._control:
-            self._control.append(callback)
+        self._control.add(callback)
 
     async def unsubscribe_control(self, callback: ControlCallback) -> None:
         """Remove a control callback; see :meth:`.base.Control.unsubscribe_control`."""
-        if callback in self._control:
-            self._control.remove(callback)
+        self._control.remove(callback)
 
     async def present_channels(self, limit: int) -> list[str]:
         """Channels with present users; see :meth:`.base.Control.present_channels`."""

@@ -42,7 +42,7 @@ from .base import (
     PresenceSnapshot,
     PublishResult,
 )
-from .local import LocalChannels
+from .local import ControlCallbacks, LocalChannels
 from .options import DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL, Default, check_windows
 from .sqlite_store import Store, check_database
 from .sqlite_writer import Writer
@@ -141,7 +141,7 @@ class SqliteEngine:
         # One thread, one connection: calls run in the order they were made.
         self._writer = Writer(self._store)
         self._local = LocalChannels()
-        self._control: list[ControlCallback] = []
+        self._control = ControlCallbacks()
         self._sweeper: asyncio.Task[None] | None = None
         self._status: Literal["starting", "ok", "degraded", "closed"] = "starting"
         self._errors = 0
@@ -232,21 +232,15 @@ class SqliteEngine:
 
     async def send_control(self, payload: bytes) -> None:
         """Run this process's control callbacks; see :meth:`.base.Control.send_control`."""
-        for callback in list(self._control):
-            try:
-                callback(payload)
-            except Exception:
-                logger.exception("control callback failed")
+        self._control.run(payload)
 
     async def subscribe_control(self, callback: ControlCallback) -> None:
         """Add a control callback; see :meth:`.base.Control.subscribe_control`."""
-        if callback not in self._control:
-            self._control.append(callback)
+        self._control.add(callback)
 
     async def unsubscribe_control(self, callback: ControlCallback) -> None:
         """Remove a control callback; see :meth:`.base.Control.unsubscribe_control`."""
-        if callback in self._control:
-            self._control.remove(callback)
+        self._control.remove(callback)
 
     async def present_channels(self, limit: int) -> list[str]:
         """Channels with present users; see :meth:`.base.Control.present_channels`."""
