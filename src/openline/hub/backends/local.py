@@ -1,8 +1,8 @@
 """Callbacks and presence kept in this process, for engines that serve one process.
 
-The sqlite engine stores history on disk but keeps live delivery and presence
-here: both are ephemeral (a restarted process has no connections, so nobody is
-present), and one process owns the database file.
+The memory engine and the sqlite engine (which stores history on disk) both keep
+live delivery and presence here: both are ephemeral (a restarted process has no
+connections, so nobody is present), and one process owns the channels.
 """
 
 from __future__ import annotations

@@ -13,10 +13,8 @@ loop's thread: callbacks run inside :meth:`MemoryEngine.publish`, before it retu
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import itertools
-import logging
 import math
 import secrets
 import time
@@ -26,15 +24,12 @@ from typing import Literal
 from .base import (
     Callback,
     ControlCallback,
-    Event,
     HistoryResult,
     Message,
-    PresenceEvent,
     PresenceSnapshot,
-    PresenceUser,
     PublishResult,
 )
-from .local import ControlCallbacks
+from .local import ControlCallbacks, LocalChannels
 from .options import (
     DEFAULT_HISTORY_SIZE,
     DEFAULT_HISTORY_TTL,
@@ -44,35 +39,11 @@ from .options import (
 
 __all__ = ["DEFAULT_HISTORY_SIZE", "DEFAULT_HISTORY_TTL", "MemoryEngine"]
 
-logger = logging.getLogger("openline.hub")
-
-
-class _User:
-    """A user present in a channel."""
-
-    __slots__ = ("clients", "info", "state", "timer")
-
-    def __init__(self, info: str) -> None:
-        self.info = info
-        self.clients: set[str] = set()
-        self.state: str | None = None
-        self.timer: asyncio.TimerHandle | None = None
-
 
 class _Channel:
-    """One channel's history, idempotency table, callbacks and presence."""
+    """One channel's history and idempotency table (callbacks and presence: LocalChannels)."""
 
-    __slots__ = (
-        "callbacks",
-        "epoch",
-        "history",
-        "ids",
-        "ids_order",
-        "last",
-        "presence_seq",
-        "touched",
-        "users",
-    )
+    __slots__ = ("epoch", "history", "ids", "ids_order", "last", "touched")
 
     def __init__(self, history_size: int | None, now: float) -> None:
         # 12 random bytes: two processes never pick the same epoch.
@@ -85,17 +56,14 @@ class _Channel:
         # Idempotency keys -> offset, and (time, key) in arrival order for eviction.
         self.ids: dict[str, int] = {}
         self.ids_order: collections.deque[tuple[float, str]] = collections.deque()
-        self.callbacks: list[Callback] = []
-        self.users: dict[str, _User] = {}
-        self.presence_seq = 0
         self.touched = now
 
     def first_offset(self) -> int:
         history = self.history
         return history[0][1].offset if history else self.last + 1
 
-    def is_idle(self) -> bool:
-        return not (self.callbacks or self.users or self.history or self.ids)
+    def is_empty(self) -> bool:
+        return not (self.history or self.ids)
 
 
 class MemoryEngine:
@@ -132,6 +100,8 @@ class MemoryEngine:
         self._history_size, self._history_ttl, self._id_size, self._id_ttl = windows
         self._clock = clock
         self._channels: dict[str, _Channel] = {}
+        # Callbacks and presence, as the sqlite engine keeps them too.
+        self._local = LocalChannels()
         self._control = ControlCallbacks()
         # Channels with nothing left are forgotten by a sweep, at most this often.
         self._sweep_every = min(self._history_ttl or 60.0, self._id_ttl or 60.0, 60.0)
@@ -164,7 +134,7 @@ class MemoryEngine:
             channel.ids[msg_id] = message.offset
             channel.ids_order.append((now, msg_id))
             self._trim_ids(channel, now)
-        self._notify(channel, message)
+        self._local.notify(ch, message)
         return PublishResult(channel.epoch, message.offset)
 
     async def history(
@@ -186,15 +156,12 @@ class MemoryEngine:
 
     async def subscribe(self, ch: str, callback: Callback) -> None:
         """Deliver the channel's events to ``callback``; see :meth:`.base.Engine.subscribe`."""
-        channel = self._channel(ch, self._clock())
-        if callback not in channel.callbacks:
-            channel.callbacks.append(callback)
+        self._channel(ch, self._clock())
+        self._local.add_callback(ch, callback)
 
     async def unsubscribe(self, ch: str, callback: Callback) -> None:
         """Stop delivering to ``callback``; see :meth:`.base.Engine.unsubscribe`."""
-        channel = self._channels.get(ch)
-        if channel is not None and callback in channel.callbacks:
-            channel.callbacks.remove(callback)
+        self._local.remove_callback(ch, callback)
 
     # --- control -----------------------------------------------------------------------
 
@@ -212,82 +179,31 @@ class MemoryEngine:
 
     async def present_channels(self, limit: int) -> list[str]:
         """Channels with present users; see :meth:`.base.Control.present_channels`."""
-        names = (ch for ch, channel in self._channels.items() if channel.users)
-        return sorted(itertools.islice(names, limit))
+        return self._local.present(limit)
 
     # --- presence ----------------------------------------------------------------------
 
     async def presence_join(self, ch: str, user: str, client: str, info: str) -> bool:
         """Add a connection; see :meth:`.base.Engine.presence_join`."""
-        channel = self._channel(ch, self._clock())
-        entry = channel.users.get(user)
-        first = entry is None
-        if entry is None:
-            entry = channel.users[user] = _User(info)
-        entry.info = info
-        entry.clients.add(client)
-        if first:
-            count = len(channel.users)
-            channel.presence_seq += 1
-            event = PresenceEvent(ch, "join", user, count, info=info, seq=channel.presence_seq)
-            self._notify(channel, event)
-        return first
+        self._channel(ch, self._clock())
+        return self._local.join(ch, user, client, info)
 
     async def presence_leave(self, ch: str, user: str, client: str) -> bool:
         """Remove a connection; see :meth:`.base.Engine.presence_leave`."""
         channel = self._channels.get(ch)
-        if channel is None:
-            return False
-        entry = channel.users.get(user)
-        if entry is None or client not in entry.clients:
-            return False
-        entry.clients.discard(client)
-        if entry.clients:
-            return False
-        del channel.users[user]
-        if entry.timer is not None:
-            entry.timer.cancel()
-        channel.touched = self._clock()
-        channel.presence_seq += 1
-        event = PresenceEvent(ch, "leave", user, len(channel.users), seq=channel.presence_seq)
-        self._notify(channel, event)
-        return True
+        if channel is not None:
+            channel.touched = self._clock()
+        return self._local.leave(ch, user, client)
 
     async def presence_state(
         self, ch: str, user: str, state: str | None, ttl: float | None
     ) -> None:
         """Set or clear a user's state; see :meth:`.base.Engine.presence_state`."""
-        channel = self._channels.get(ch)
-        entry = None if channel is None else channel.users.get(user)
-        if channel is None or entry is None:
-            return
-        if entry.timer is not None:
-            entry.timer.cancel()
-            entry.timer = None
-        entry.state = state
-        if state is not None and ttl is not None:
-            loop = asyncio.get_running_loop()
-            entry.timer = loop.call_later(ttl, self._expire_state, channel, ch, user, entry)
-        count = len(channel.users)
-        channel.presence_seq += 1
-        event = PresenceEvent(
-            ch, "state", user, count, state=state, ttl=ttl, seq=channel.presence_seq
-        )
-        self._notify(channel, event)
+        self._local.set_state(ch, user, state, ttl)
 
     async def presence_snapshot(self, ch: str, *, max_users: int | None = None) -> PresenceSnapshot:
         """Read who is in the channel; see :meth:`.base.Engine.presence_snapshot`."""
-        channel = self._channels.get(ch)
-        if channel is None:
-            return PresenceSnapshot(0, {})
-        count, seq = len(channel.users), channel.presence_seq
-        if max_users is not None and count > max_users:
-            return PresenceSnapshot(count, None, seq)
-        users = {
-            user: PresenceUser(entry.info, len(entry.clients), entry.state)
-            for user, entry in channel.users.items()
-        }
-        return PresenceSnapshot(count, users, seq)
+        return self._local.snapshot(ch, max_users)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -302,10 +218,7 @@ class MemoryEngine:
     async def close(self) -> None:
         """Forget everything and cancel the state timers."""
         self._closed = True
-        for channel in self._channels.values():
-            for entry in channel.users.values():
-                if entry.timer is not None:
-                    entry.timer.cancel()
+        self._local.clear()
         self._channels.clear()
 
     # --- private -----------------------------------------------------------------------
@@ -320,22 +233,6 @@ class MemoryEngine:
             channel = self._channels[ch] = _Channel(self._history_size, now)
         channel.touched = now
         return channel
-
-    def _notify(self, channel: _Channel, event: Event) -> None:
-        for callback in list(channel.callbacks):
-            try:
-                callback(event)
-            except Exception:
-                logger.exception("engine callback failed for channel %r", event.ch)
-
-    def _expire_state(self, channel: _Channel, ch: str, user: str, entry: _User) -> None:
-        entry.timer = None
-        if channel.users.get(user) is not entry or entry.state is None:
-            return
-        entry.state = None
-        channel.presence_seq += 1
-        event = PresenceEvent(ch, "state", user, len(channel.users), seq=channel.presence_seq)
-        self._notify(channel, event)
 
     def _trim_history(self, channel: _Channel, now: float) -> None:
         ttl = self._history_ttl
@@ -365,5 +262,6 @@ class MemoryEngine:
         for ch, channel in list(self._channels.items()):
             self._trim_history(channel, now)
             self._trim_ids(channel, now)
-            if channel.is_idle() and now - channel.touched >= idle_for:
+            idle = channel.is_empty() and not self._local.is_active(ch)
+            if idle and now - channel.touched >= idle_for:
                 del self._channels[ch]
