@@ -14,6 +14,7 @@ import os
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_ext import build_ext
 from setuptools.errors import CCompilerError, ExecError, PlatformError
 
@@ -56,14 +57,36 @@ class OptionalBuildExt(BuildExt):
         except BUILD_ERRORS as exc:
             self._warn(exc)
 
-    @staticmethod
-    def _warn(exc: Exception) -> None:
+    #: Set when the extension could not be built: the wheel is then pure Python.
+    failed = False
+
+    @classmethod
+    def _warn(cls, exc: Exception) -> None:
+        cls.failed = True
         print(
             f"WARNING: could not build the optional C extension ({exc}); "
             f"openline will use its pure-Python masking, which is slower. "
             f"Set {ENV_VAR}=yes to make this an error or {ENV_VAR}=no to skip the attempt.",
             file=sys.stderr,
         )
+
+
+class OptionalBdistWheel(bdist_wheel):
+    """``bdist_wheel`` that tags the wheel pure (``py3-none-any``) when the C build failed.
+
+    The tag is decided before the build from ``ext_modules`` alone, so a machine without a
+    compiler would otherwise get a platform-tagged wheel with no compiled code in it.
+    """
+
+    def get_tag(self) -> tuple[str, str, str]:
+        if OptionalBuildExt.failed:
+            self.root_is_pure = True
+        return super().get_tag()
+
+    def write_wheelfile(self, *args: object, **kwargs: object) -> None:
+        if OptionalBuildExt.failed:
+            self.root_is_pure = True
+        super().write_wheelfile(*args, **kwargs)  # type: ignore[arg-type]
 
 
 def configure() -> dict[str, object]:
@@ -74,7 +97,10 @@ def configure() -> dict[str, object]:
     if mode == "yes":
         return {"ext_modules": [SPEEDUPS], "cmdclass": {"build_ext": BuildExt}}
     if mode == "":
-        return {"ext_modules": [SPEEDUPS], "cmdclass": {"build_ext": OptionalBuildExt}}
+        return {
+            "ext_modules": [SPEEDUPS],
+            "cmdclass": {"build_ext": OptionalBuildExt, "bdist_wheel": OptionalBdistWheel},
+        }
     raise SystemExit(f"{ENV_VAR} must be 'yes', 'no' or unset, got {mode!r}")
 
 
