@@ -20,10 +20,7 @@ what was found. Peer data is truncated and escaped before it is shown.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .protocol.frames import Close
+from typing import Protocol
 
 __all__ = [
     "BackendUnavailable",
@@ -62,6 +59,20 @@ def _shorten(value: str | bytes, limit: int = _PEER_TEXT_LIMIT) -> str:
     return text
 
 
+class _CloseFrame(Protocol):
+    """A close frame as exceptions see it: :class:`openline.protocol.frames.Close`.
+
+    A protocol rather than an import, because the core imports this module: the
+    exception tree sits below every layer, the core included.
+    """
+
+    @property
+    def code(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
 class OpenlineError(Exception):
     """Root of every exception raised by openline."""
 
@@ -81,8 +92,8 @@ class ConnectionClosed(OpenlineError):
 
     def __init__(
         self,
-        rcvd: Close | None,
-        sent: Close | None,
+        rcvd: _CloseFrame | None,
+        sent: _CloseFrame | None,
         rcvd_then_sent: bool | None = None,
     ) -> None:
         self.rcvd = rcvd
