@@ -455,7 +455,7 @@ class Client:
         if ch in self._subs:
             raise ValueError(f"already subscribed to {ch!r}")
         sub = Subscription(
-            self,
+            self.unsubscribe,
             ch,
             presence=presence,
             since=since,
@@ -959,7 +959,7 @@ class Client:
         if message.get("rid") is not None:
             return  # the answer to a subscribe we dropped meanwhile
         sub = Subscription(
-            self, ch, presence=False, since=None, max_buffer=self._max_buffer, report=self._report
+            self.unsubscribe, ch, presence=False, since=None, max_buffer=self._max_buffer, report=self._report
         )
         sub.on_subscribed(message)
         self._subs[ch] = sub

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..exceptions import HubError
 from .events import (
@@ -28,9 +28,6 @@ from .events import (
     Resumed,
     StateChange,
 )
-
-if TYPE_CHECKING:
-    from .client import Client
 
 __all__ = ["ClientClosed", "Subscription", "parse_presence"]
 
@@ -67,7 +64,7 @@ class Subscription:
 
     def __init__(
         self,
-        client: Client,
+        leave: Callable[[str], Awaitable[None]],
         ch: str,
         *,
         presence: bool,
@@ -79,7 +76,7 @@ class Subscription:
         self.presence = presence
         self.members: dict[str, Member] = {}
         self.duplicates = 0
-        self._client = client
+        self._leave = leave
         self._report = report
         self._epoch: str | None = None if since is None else since[0]
         self._offset = 0 if since is None else since[1]
@@ -141,7 +138,7 @@ class Subscription:
 
     async def unsubscribe(self) -> None:
         """Leave the channel; the iteration ends after the items already received."""
-        await self._client.unsubscribe(self.ch)
+        await self._leave(self.ch)
 
     # --- driven by the client: requests ------------------------------------------------
 
