@@ -110,14 +110,14 @@ class Channel:
 
     __slots__ = (
         "_count",
-        "_count_sent",
         "_count_interval",
+        "_count_sent",
         "_count_timer",
         "_presence_limit",
         "_spawn",
         "counts_only",
-        "epoch",
         "engine",
+        "epoch",
         "fanout",
         "held",
         "last",
