@@ -12,7 +12,9 @@ Each branch has one meaning:
   code we sent because of it. :class:`PayloadTooBig` is the size-limit case.
 * :class:`InvalidState` and :class:`ConcurrencyError` — local misuse.
 * :class:`HubError` — the hub (``openline.hub``), with :class:`BackendUnavailable`
-  when its engine can't reach its store.
+  when its engine can't reach its store, :class:`RequestError` for a client
+  message the hub refuses, and :class:`ClientClosed` when the hub client's call
+  can't complete because it was closed.
 
 Messages are lower-case, without a final period, and say what was expected and
 what was found. Peer data is truncated and escaped before it is shown.
@@ -22,8 +24,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from .typing import ErrorCode, Rid
+
 __all__ = [
     "BackendUnavailable",
+    "ClientClosed",
     "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",
@@ -45,6 +50,7 @@ __all__ = [
     "OpenlineError",
     "PayloadTooBig",
     "ProtocolError",
+    "RequestError",
     "SecurityError",
 ]
 
@@ -324,3 +330,42 @@ class BackendUnavailable(HubError):
     The operation may succeed later; the hub answers clients with the
     ``unavailable`` error code.
     """
+
+
+class RequestError(HubError):
+    """A client message the hub refuses; becomes an ``error`` reply.
+
+    Attributes:
+        code: The error code.
+        reason: A short explanation for humans; never contains internal details.
+        rid: The request id, when the message had a valid one.
+        ch: The channel, when the message had a valid one.
+        id: The client message id of a publish, when valid.
+        retry_after: Seconds after which the same message would be accepted
+            (``rate_limited``), or ``None``.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        reason: str,
+        *,
+        rid: Rid = None,
+        ch: str | None = None,
+        id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.code: ErrorCode = code
+        self.reason = reason
+        self.rid = rid
+        self.ch = ch
+        self.id = id
+        self.retry_after = retry_after
+        super().__init__(code, reason)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.reason}"
+
+
+class ClientClosed(HubError):
+    """The client was closed, or the subscription ended: the call can't complete."""

@@ -15,7 +15,7 @@ import collections
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..exceptions import HubError
+from ..exceptions import ClientClosed
 from .events import (
     ClientEvent,
     Gap,
@@ -29,11 +29,7 @@ from .events import (
     StateChange,
 )
 
-__all__ = ["ClientClosed", "Subscription", "parse_presence"]
-
-
-class ClientClosed(HubError):
-    """The client was closed, or the subscription ended: the call can't complete."""
+__all__ = ["Subscription", "parse_presence"]
 
 
 class Subscription:
