@@ -164,7 +164,7 @@ def test_serve_with_redis_but_without_the_redis_package_says_what_to_install() -
     ],
 )
 def test_redis_urls_are_printed_without_their_password(url: str, shown: str) -> None:
-    assert openline.cli._redacted(url) == shown
+    assert openline.cli.options.redacted(url) == shown
 
 
 def test_version() -> None:

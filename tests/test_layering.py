@@ -35,3 +35,125 @@ def test_protocol_core_uses_only_the_standard_library(path: pathlib.Path) -> Non
         top = name.split(".")[0]
         assert top in sys.stdlib_module_names, f"{path.name} imports {name}"
         assert top not in FORBIDDEN, f"{path.name} imports {name}: no I/O in the core"
+
+
+# --- the import graph of src/openline ------------------------------------------------------
+
+
+def _module_names() -> dict[str, pathlib.Path]:
+    """Every module of the package by its dotted name (a package by its ``__init__``)."""
+    modules = {}
+    for path in SRC.rglob("*.py"):
+        parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
+
+
+MODULES = _module_names()
+
+
+def _known(name: str) -> str | None:
+    """The module of ours that importing ``name`` runs, or ``None`` if it isn't ours."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _dependencies(module: str) -> set[str]:
+    """The modules of ours that ``module`` imports, wherever the import statement is.
+
+    Top-level, function-level and ``TYPE_CHECKING`` imports all count: each is a
+    dependency a reader must follow. Relative imports are resolved against the
+    module's package; ``from package import name`` depends on the submodule
+    ``package.name`` when there is one, else on the package.
+    """
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                origin = ".".join(base + ([node.module] if node.module else []))
+            else:
+                origin = node.module or ""
+            targets = [
+                f"{origin}.{alias.name}" if f"{origin}.{alias.name}" in MODULES else origin
+                for alias in node.names
+            ]
+        else:
+            continue
+        found.update(name for name in map(_known, targets) if name is not None)
+    found.discard(module)
+    return found
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+GRAPH = {module: _dependencies(module) for module in MODULES}
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e2"}, "e2": set()}
+    assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def test_dependencies_resolve_relative_and_function_level_imports() -> None:
+    # hub/hub.py imports `from .channel import Channel` at the top.
+    assert "openline.hub.channel" in GRAPH["openline.hub.hub"]
+    # cli/build.py imports `from ..web import create_app` inside a function.
+    assert "openline.web" in GRAPH["openline.cli.build"]
+
+
+def test_no_import_cycles_in_the_package() -> None:
+    cycles = _cycles(GRAPH)
+    shown = [
+        " -> ".join(f"{m} ({', '.join(sorted(GRAPH[m] & set(cycle)))})" for m in cycle)
+        for cycle in cycles
+    ]
+    assert not cycles, "import cycles (module (its imports within the cycle)):\n" + "\n".join(shown)

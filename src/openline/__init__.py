@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from .asyncio.client import ClientConnection, connect
 from .asyncio.server import Server, ServerConnection, serve
+from .exceptions import ClientClosed, RequestError
 
-__all__ = ["ClientConnection", "Server", "ServerConnection", "__version__", "connect", "serve"]
+__all__ = [
+    "ClientClosed",
+    "ClientConnection",
+    "RequestError",
+    "Server",
+    "ServerConnection",
+    "__version__",
+    "connect",
+    "serve",
+]
 
 __version__ = "0.1.0"

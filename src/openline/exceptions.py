@@ -12,7 +12,9 @@ Each branch has one meaning:
   code we sent because of it. :class:`PayloadTooBig` is the size-limit case.
 * :class:`InvalidState` and :class:`ConcurrencyError` — local misuse.
 * :class:`HubError` — the hub (``openline.hub``), with :class:`BackendUnavailable`
-  when its engine can't reach its store.
+  when its engine can't reach its store, :class:`RequestError` for a client
+  message the hub refuses, and :class:`ClientClosed` when the hub client's call
+  can't complete because it was closed.
 
 Messages are lower-case, without a final period, and say what was expected and
 what was found. Peer data is truncated and escaped before it is shown.
@@ -20,13 +22,13 @@ what was found. Peer data is truncated and escaped before it is shown.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .protocol.frames import Close
+from .typing import ErrorCode, Rid
 
 __all__ = [
     "BackendUnavailable",
+    "ClientClosed",
     "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",
@@ -48,6 +50,7 @@ __all__ = [
     "OpenlineError",
     "PayloadTooBig",
     "ProtocolError",
+    "RequestError",
     "SecurityError",
 ]
 
@@ -60,6 +63,20 @@ def _shorten(value: str | bytes, limit: int = _PEER_TEXT_LIMIT) -> str:
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return text
+
+
+class _CloseFrame(Protocol):
+    """A close frame as exceptions see it: :class:`openline.protocol.frames.Close`.
+
+    A protocol rather than an import, because the core imports this module: the
+    exception tree sits below every layer, the core included.
+    """
+
+    @property
+    def code(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
 
 
 class OpenlineError(Exception):
@@ -81,8 +98,8 @@ class ConnectionClosed(OpenlineError):
 
     def __init__(
         self,
-        rcvd: Close | None,
-        sent: Close | None,
+        rcvd: _CloseFrame | None,
+        sent: _CloseFrame | None,
         rcvd_then_sent: bool | None = None,
     ) -> None:
         self.rcvd = rcvd
@@ -313,3 +330,42 @@ class BackendUnavailable(HubError):
     The operation may succeed later; the hub answers clients with the
     ``unavailable`` error code.
     """
+
+
+class RequestError(HubError):
+    """A client message the hub refuses; becomes an ``error`` reply.
+
+    Attributes:
+        code: The error code.
+        reason: A short explanation for humans; never contains internal details.
+        rid: The request id, when the message had a valid one.
+        ch: The channel, when the message had a valid one.
+        id: The client message id of a publish, when valid.
+        retry_after: Seconds after which the same message would be accepted
+            (``rate_limited``), or ``None``.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        reason: str,
+        *,
+        rid: Rid = None,
+        ch: str | None = None,
+        id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.code: ErrorCode = code
+        self.reason = reason
+        self.rid = rid
+        self.ch = ch
+        self.id = id
+        self.retry_after = retry_after
+        super().__init__(code, reason)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.reason}"
+
+
+class ClientClosed(HubError):
+    """The client was closed, or the subscription ended: the call can't complete."""

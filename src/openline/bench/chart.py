@@ -10,7 +10,7 @@ import math
 import pathlib
 from typing import Any
 
-from .report import format_number
+from .numbers import format_number
 from .scenarios import LOWER_IS_BETTER, METRICS
 
 __all__ = ["draw"]

@@ -12,15 +12,11 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+from .numbers import DASH, TIMES, format_number
 from .scenarios import METRICS
 from .stats import advantage
 
 __all__ = ["DASH", "TIMES", "format_metric", "format_number", "markdown", "write"]
-
-#: Shown for a value nobody measured.
-DASH = "\u2013"
-#: The multiplication sign of ratios and of "connections x in flight".
-TIMES = "\u00d7"
 
 #: A run is generator-bound when the generator was this busy...
 _BUSY_GENERATOR = 90.0
@@ -28,26 +24,6 @@ _BUSY_GENERATOR = 90.0
 _IDLE_SERVER = 85.0
 _CEILING = "raw"
 _SUBJECTS = ("openline", "openline-lowlevel")
-
-
-def format_number(value: float | None) -> str:
-    """Three significant digits at most, with ``k`` and ``M`` for thousands and millions."""
-    if value is None:
-        return DASH
-    if value == 0:
-        return "0"
-    size = abs(value)
-    if size >= 1e6:
-        return f"{value / 1e6:.2f}M"
-    if size >= 1e4:
-        return f"{value / 1e3:.1f}k"
-    if size >= 1e3:
-        return f"{value:,.0f}"
-    if size >= 100:
-        return f"{value:.0f}"
-    if size >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
 
 
 def format_metric(metric: str, value: float | None) -> str:

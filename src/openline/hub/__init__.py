@@ -5,6 +5,7 @@ See ``docs/protocol.md`` for the wire protocol and its guarantees.
 
 from __future__ import annotations
 
+from ..exceptions import ClientClosed, RequestError
 from .auth import Action, Authenticate, Authorize, Credentials, Identity, Reject
 from .backends.base import (
     Engine,
@@ -17,7 +18,7 @@ from .backends.base import (
 )
 from .backends.memory import MemoryEngine
 from .backends.sqlite import SqliteEngine
-from .client import Client, ClientClosed, Subscription
+from .client import Client, Subscription
 from .events import (
     Ack,
     Connected,
@@ -71,6 +72,7 @@ __all__ = [
     "PublishResult",
     "Reconnecting",
     "Reject",
+    "RequestError",
     "Resumed",
     "ServerSubscribed",
     "ServerUnsubscribed",

@@ -26,13 +26,14 @@ import asyncio
 import collections
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
-from .backends.base import Event, HistoryResult, Message, Position, PresenceEvent
+from .backends.base import Engine, Event, HistoryResult, Message, Position, PresenceEvent
+from .fanout import Fanout
 from .wire import dumps, encode_gap, encode_join, encode_message, encode_state, encode_str
 
 if TYPE_CHECKING:
-    from .hub import Hub
     from .session import Session
 
 __all__ = ["Channel", "Sync"]
@@ -93,20 +94,32 @@ class Sync:
 class Channel:
     """A channel with subscribers in this process.
 
+    The hub that owns it passes what the channel needs at construction; the
+    channel knows nothing else of the hub.
+
     Args:
-        hub: The hub that owns it.
         name: The channel's name.
+        engine: The hub's engine.
+        fanout: The hub's one owner of sending.
+        spawn: Runs a background task that the hub owns (and cancels on close).
+        counts_only: Whether the channel starts with presence counts only.
+        presence_limit: Above this many present users, the channel switches to
+            counts only; ``None`` disables the switch.
+        count_interval: Seconds between two presence counts sent, at least.
     """
 
     __slots__ = (
         "_count",
+        "_count_interval",
         "_count_sent",
         "_count_timer",
+        "_presence_limit",
+        "_spawn",
         "counts_only",
+        "engine",
         "epoch",
         "fanout",
         "held",
-        "hub",
         "last",
         "live",
         "name",
@@ -118,10 +131,23 @@ class Channel:
         "watchers",
     )
 
-    def __init__(self, hub: Hub, name: str) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        name: str,
+        *,
+        engine: Engine,
+        fanout: Fanout,
+        spawn: Callable[[Awaitable[Any]], None],
+        counts_only: bool,
+        presence_limit: int | None,
+        count_interval: float,
+    ) -> None:
+        self.engine = engine
         #: Where the channel's frames go: the hub's one owner of sending.
-        self.fanout = hub.fanout
+        self.fanout = fanout
+        self._spawn = spawn
+        self._presence_limit = presence_limit
+        self._count_interval = count_interval
         self.name = name
         self.name_json = encode_str(name)
         #: Subscribers that get every message as it is delivered.
@@ -141,7 +167,7 @@ class Channel:
         self.presence_seq = 0
         #: Set by the hub: the task running :meth:`start`.
         self.started: asyncio.Future[None] | None = None
-        self.counts_only = hub._counts_only(name)
+        self.counts_only = counts_only
         self._count = 0
         self._count_sent = -1
         self._count_timer: asyncio.TimerHandle | None = None
@@ -154,7 +180,7 @@ class Channel:
         Raises:
             BackendUnavailable: The engine can't reach its store.
         """
-        engine = self.hub.engine
+        engine = self.engine
         self.held = collections.deque()
         await engine.subscribe(self.name, self.on_event)
         try:
@@ -173,7 +199,7 @@ class Channel:
         if self.started is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.shield(self.started)
-        await self.hub.engine.unsubscribe(self.name, self.on_event)
+        await self.engine.unsubscribe(self.name, self.on_event)
 
     def is_empty(self) -> bool:
         """Tell whether no subscriber of this process is left."""
@@ -228,7 +254,7 @@ class Channel:
                 held.append(event)
             elif not self._accept(event):
                 self.held = collections.deque((event,))
-                self.hub._spawn(self._catch_up(self.held))
+                self._spawn(self._catch_up(self.held))
         elif type(event) is PresenceEvent:
             self._on_presence(event)
         elif type(event) is Position:
@@ -242,12 +268,12 @@ class Channel:
             self.position = position  # a catch-up is running: look again when it ends
             return
         self.held = collections.deque()
-        self.hub._spawn(self._resync(self.held))
+        self._spawn(self._resync(self.held))
 
     async def _resync(self, held: collections.deque[Message]) -> None:
         """Read what was stored after our position, then deliver what arrived meanwhile."""
         try:
-            result = await self.hub.engine.history(self.name, since=self.last, epoch=self.epoch)
+            result = await self.engine.history(self.name, since=self.last, epoch=self.epoch)
         except Exception:
             logger.warning("can't read the history of %r after an engine outage", self.name)
         else:
@@ -299,7 +325,7 @@ class Channel:
                 continue
             retried = True
             try:
-                result = await self.hub.engine.history(self.name, since=self.last, epoch=self.epoch)
+                result = await self.engine.history(self.name, since=self.last, epoch=self.epoch)
             except Exception:
                 logger.warning("can't read the history of %r to fill a hole", self.name)
                 self._skip_to(message.epoch, message.offset)
@@ -370,14 +396,14 @@ class Channel:
         seq = event.seq
         if seq > self.presence_seq:
             self.presence_seq = seq
-        limit = self.hub._presence_limit
+        limit = self._presence_limit
         if not self.counts_only and limit is not None and event.count > limit:
             self.counts_only = True
         if self.counts_only:
             self._count = event.count
             if self._count_timer is None:
                 loop = asyncio.get_running_loop()
-                self._count_timer = loop.call_later(self.hub._count_interval, self._send_count)
+                self._count_timer = loop.call_later(self._count_interval, self._send_count)
             return
         if event.kind == "join":
             frame = encode_join(self.name, event.user, event.info)

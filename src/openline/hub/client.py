@@ -54,7 +54,7 @@ from typing import Any
 from ..asyncio.backoff import Classifier, Classify, Schedule
 from ..asyncio.client import ClientConnection, connect
 from ..asyncio.config import check_count, check_timeout
-from ..exceptions import ConnectionClosed, HubError
+from ..exceptions import ClientClosed, ConnectionClosed, HubError, RequestError
 from ..protocol.connection import State
 from ..protocol.http11 import Headers, HeadersLike
 from ..typing import LoggerLike
@@ -71,9 +71,9 @@ from .events import (
     ServerUnsubscribed,
 )
 from .policy import POLICY, Pacer, PolicyBackoff
-from .subscription import ClientClosed, Subscription, parse_presence
+from .subscription import Subscription, parse_presence
 from .token_source import GetToken, fetch_token, with_token_codes
-from .wire import MAX_ID_LENGTH, SUBPROTOCOL, RequestError
+from .wire import MAX_ID_LENGTH, SUBPROTOCOL
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
@@ -455,7 +455,7 @@ class Client:
         if ch in self._subs:
             raise ValueError(f"already subscribed to {ch!r}")
         sub = Subscription(
-            self,
+            self.unsubscribe,
             ch,
             presence=presence,
             since=since,
@@ -959,7 +959,12 @@ class Client:
         if message.get("rid") is not None:
             return  # the answer to a subscribe we dropped meanwhile
         sub = Subscription(
-            self, ch, presence=False, since=None, max_buffer=self._max_buffer, report=self._report
+            self.unsubscribe,
+            ch,
+            presence=False,
+            since=None,
+            max_buffer=self._max_buffer,
+            report=self._report,
         )
         sub.on_subscribed(message)
         self._subs[ch] = sub

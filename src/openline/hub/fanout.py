@@ -45,8 +45,7 @@ from ..typing import LoggerLike
 from .metrics import Metrics
 
 if TYPE_CHECKING:
-    from .channel import Channel
-    from .session import Session
+    from .session import Roster, Session
 
 __all__ = ["CLOSE_GRACE", "SWEEP_INTERVAL", "Fanout"]
 
@@ -113,7 +112,7 @@ class Fanout:
         self,
         stats: Metrics,
         *,
-        channels: Mapping[str, Channel],
+        channels: Mapping[str, Roster],
         spawn: Callable[[Awaitable[Any]], None],
         leave: Callable[[Session], Awaitable[None]],
         logger: LoggerLike,

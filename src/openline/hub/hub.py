@@ -734,7 +734,15 @@ class Hub:
         while True:
             channel = self._channels.get(ch)
             if channel is None:
-                channel = self._channels[ch] = Channel(self, ch)
+                channel = self._channels[ch] = Channel(
+                    ch,
+                    engine=self.engine,
+                    fanout=self.fanout,
+                    spawn=self._spawn,
+                    counts_only=self._counts_only(ch),
+                    presence_limit=self._presence_limit,
+                    count_interval=self._count_interval,
+                )
                 channel.started = asyncio.ensure_future(channel.start())
             assert channel.started is not None
             try:

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import collections
 import json
+from typing import Protocol
 
 from ..asyncio.server import ServerConnection
 from .auth import Identity
 from .wire import ErrorCode
 
-__all__ = ["Hold", "Session", "Subscription"]
+__all__ = ["Hold", "Roster", "Session", "Subscription"]
+
+
+class Roster(Protocol):
+    """Sessions of one channel, as the fan-out sees a channel: it only removes one."""
+
+    def remove(self, session: Session) -> None:
+        """Forget ``session``: it gets nothing more from this channel."""
 
 
 class Subscription:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from ..exceptions import HubError
+from ..exceptions import ClientClosed
 from .events import (
     ClientEvent,
     Gap,
@@ -29,14 +29,7 @@ from .events import (
     StateChange,
 )
 
-if TYPE_CHECKING:
-    from .client import Client
-
-__all__ = ["ClientClosed", "Subscription", "parse_presence"]
-
-
-class ClientClosed(HubError):
-    """The client was closed, or the subscription ended: the call can't complete."""
+__all__ = ["Subscription", "parse_presence"]
 
 
 class Subscription:
@@ -67,7 +60,7 @@ class Subscription:
 
     def __init__(
         self,
-        client: Client,
+        leave: Callable[[str], Awaitable[None]],
         ch: str,
         *,
         presence: bool,
@@ -79,7 +72,7 @@ class Subscription:
         self.presence = presence
         self.members: dict[str, Member] = {}
         self.duplicates = 0
-        self._client = client
+        self._leave = leave
         self._report = report
         self._epoch: str | None = None if since is None else since[0]
         self._offset = 0 if since is None else since[1]
@@ -141,7 +134,7 @@ class Subscription:
 
     async def unsubscribe(self) -> None:
         """Leave the channel; the iteration ends after the items already received."""
-        await self._client.unsubscribe(self.ch)
+        await self._leave(self.ch)
 
     # --- driven by the client: requests ------------------------------------------------
 

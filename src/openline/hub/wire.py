@@ -13,9 +13,10 @@ import dataclasses
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Literal, TypeGuard
+from typing import Any, TypeGuard
 
-from ..exceptions import HubError
+from ..exceptions import RequestError
+from ..typing import ErrorCode, Rid
 from .backends.base import Message, PresenceSnapshot
 
 __all__ = [
@@ -48,24 +49,6 @@ __all__ = [
 #: The subprotocol a hub connection negotiates.
 SUBPROTOCOL = "openline.v1"
 
-#: The error codes of ``error`` replies; docs/protocol.md explains each.
-ErrorCode = Literal[
-    "bad_request",
-    "unknown_type",
-    "forbidden",
-    "not_subscribed",
-    "already_subscribed",
-    "too_large",
-    "rate_limited",
-    "limit_exceeded",
-    "unauthorized",
-    "unavailable",
-    "internal",
-]
-
-#: A request id: echoed in the reply so that a client can match it.
-Rid = str | int | None
-
 #: Longest client message id, request id and epoch, in characters.
 MAX_ID_LENGTH = 128
 MAX_RID_LENGTH = 64
@@ -76,41 +59,6 @@ _MAX_SAFE_INT = 2**53 - 1
 # Control characters, and lone surrogates (which JSON escapes can produce but
 # UTF-8 can't encode).
 _BAD_CHARS = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
-
-
-class RequestError(HubError):
-    """A client message the hub refuses; becomes an ``error`` reply.
-
-    Attributes:
-        code: The error code.
-        reason: A short explanation for humans; never contains internal details.
-        rid: The request id, when the message had a valid one.
-        ch: The channel, when the message had a valid one.
-        id: The client message id of a publish, when valid.
-        retry_after: Seconds after which the same message would be accepted
-            (``rate_limited``), or ``None``.
-    """
-
-    def __init__(
-        self,
-        code: ErrorCode,
-        reason: str,
-        *,
-        rid: Rid = None,
-        ch: str | None = None,
-        id: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.code: ErrorCode = code
-        self.reason = reason
-        self.rid = rid
-        self.ch = ch
-        self.id = id
-        self.retry_after = retry_after
-        super().__init__(code, reason)
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.reason}"
 
 
 # --- client messages --------------------------------------------------------------------

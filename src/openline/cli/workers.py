@@ -38,19 +38,16 @@ import sys
 import time
 from typing import Any
 
-from .cli import (
-    EXIT_CONNECT_FAILED,
-    EXIT_OK,
-    SECRET_ENV,
-    UsageError,
-    _engine_name,
-    _make_app,
-    _make_engine,
-    _print_urls,
-    _start_engine,
-    _stop_on_signals,
+from .build import (
+    engine_name,
+    make_app,
+    make_engine,
+    print_urls,
     secret_from,
+    start_engine,
+    stop_on_signals,
 )
+from .options import EXIT_CONNECT_FAILED, EXIT_OK, SECRET_ENV, UsageError
 
 __all__ = ["supervise"]
 
@@ -68,10 +65,10 @@ async def supervise(args: argparse.Namespace, context: ssl.SSLContext | None) ->
         UsageError: A flag is unusable, or the port can't be bound.
     """
     del context  # each worker loads the certificate itself
-    engine = _make_engine(args)
-    _make_app(args, engine, ticker=False)  # checks the hub's flags
+    engine = make_engine(args)
+    make_app(args, engine, ticker=False)  # checks the hub's flags
     try:
-        if not await _start_engine(engine):
+        if not await start_engine(engine):
             return EXIT_CONNECT_FAILED
     finally:
         await engine.close()
@@ -94,7 +91,7 @@ async def _run(
     workers: list[_Worker], args: argparse.Namespace, sockets: list[socket.socket]
 ) -> int:
     stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     tasks: list[asyncio.Future[list[bool]]] = []
     try:
         tasks.append(asyncio.ensure_future(asyncio.gather(*(w.start() for w in workers))))
@@ -106,7 +103,7 @@ async def _run(
             _say(f"error: worker {worker.index} exited with {worker.status} before listening")
         if failed:
             return EXIT_CONNECT_FAILED
-        _print_urls(sockets, args.certfile is not None, _engine_name(args))
+        print_urls(sockets, args.certfile is not None, engine_name(args))
         print(
             f"  workers      {len(workers)} processes on one port (SO_REUSEPORT), "
             f"supervisor pid {os.getpid()}",

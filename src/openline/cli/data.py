@@ -1,8 +1,8 @@
 """``openline serve --data PATH``: the flag's checks, its engine and its signing key.
 
-Kept apart from :mod:`openline.cli` so that the command's module only calls
-these. Each function raises :class:`~openline.cli.UsageError`, which the
-command prints as one line before exiting with status 2.
+Kept apart from :mod:`.serve` so that the command only calls these. Each
+function raises :class:`~openline.cli.UsageError`, which the command prints as
+one line before exiting with status 2.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from .options import UsageError
+
 if TYPE_CHECKING:
-    from .hub.backends.base import Engine
+    from ..hub.backends.base import Engine
 
 __all__ = ["check_flags", "signing_key", "sqlite_engine"]
 
@@ -22,7 +24,6 @@ def check_flags(args: argparse.Namespace) -> None:
     Raises:
         UsageError: ``--data`` with ``--redis``, or with ``--workers`` above 1.
     """
-    from .cli import UsageError
 
     if not hasattr(args, "data") or args.echo:
         return
@@ -42,8 +43,7 @@ def sqlite_engine(path: str, options: dict[str, Any]) -> Engine:
         UsageError: A directory can't be created, or the file can't be used (not
             a database, another application's, a newer layout, in use).
     """
-    from .cli import UsageError
-    from .hub.backends.sqlite import SqliteEngine, check_database, data_file
+    from ..hub.backends.sqlite import SqliteEngine, check_database, data_file
 
     try:
         path = data_file(path)
@@ -61,9 +61,8 @@ def signing_key(args: argparse.Namespace) -> str | None:
     Raises:
         UsageError: The key file can't be read or created, or holds a short key.
     """
-    from .cli import UsageError
-    from .hub.backends.sqlite import data_file
-    from .web.keyfile import load_or_create_key
+    from ..hub.backends.sqlite import data_file
+    from ..web.keyfile import load_or_create_key
 
     if not hasattr(args, "data"):
         return None

@@ -1,0 +1,133 @@
+"""``openline bench``: runs the benchmarks of :mod:`openline.bench`, imported on demand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .options import EXIT_OK, UsageError
+
+__all__ = ["run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        return _list_bench()
+    if args.report:
+        return _redraw_bench(args)
+    if args.engines is not None:
+        from ..bench.engines import run as engines
+
+        engines(args.engines)
+        return EXIT_OK
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        raise UsageError("openline bench needs uvloop: pip install 'openline[bench]'") from None
+    if args.breakdown:
+        from ..bench.breakdown import run as breakdown
+
+        breakdown(args.idle_connections or 1000, compression="deflate" if args.deflate else None)
+        return EXIT_OK
+    if args.cluster:
+        return _run_cluster_bench(args)
+    if args.soak:
+        return _run_soak_bench(args)
+    from ..bench.runner import Options, run
+
+    options = Options(
+        scenarios=args.scenarios,
+        servers=args.servers,
+        repetitions=args.repetitions,
+        window=args.window,
+        warmup=args.warmup,
+        deadline=args.deadline / 1000,
+        quick=args.quick,
+        output=args.output,
+        server_cpu=args.server_cpu,
+        client_cpu=args.client_cpu,
+        idle_connections=args.idle_connections,
+        chart=not args.no_chart,
+        profile=args.profile,
+    )
+    try:
+        run(options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def _run_cluster_bench(args: argparse.Namespace) -> int:
+    from ..bench.cluster import Options, run
+
+    options = Options(
+        subscribers=args.subscribers,
+        rate=args.rate,
+        repetitions=args.repetitions,
+        window=args.window,
+        warmup=args.warmup,
+        deadline=args.deadline / 1000,
+        quick=args.quick,
+        output=args.output,
+        server_cpu=args.server_cpu,
+        client_cpu=args.client_cpu,
+    )
+    try:
+        run(options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def _run_soak_bench(args: argparse.Namespace) -> int:
+    from ..bench.soak import Options, run
+
+    options = Options(
+        connections=args.idle_connections or 10_000,
+        minutes=args.minutes,
+        output=args.output or "bench/results/soak",
+        server_cpu=args.server_cpu,
+        client_cpu=args.client_cpu,
+    )
+    try:
+        run(options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def _list_bench() -> int:
+    from ..bench.scenarios import SCENARIOS
+    from ..bench.servers import SERVERS, unavailable
+
+    print("scenarios:")
+    for name, scenario in SCENARIOS.items():
+        print(f"  {name:22} {scenario.title}")
+    print("servers:")
+    for name, spec in SERVERS.items():
+        reason = unavailable(name)
+        print(f"  {name:22} {spec.label}" + (f"  (unavailable: {reason})" if reason else ""))
+    return EXIT_OK
+
+
+def _redraw_bench(args: argparse.Namespace) -> int:
+    import json
+    import pathlib
+
+    from ..bench import report
+
+    source = pathlib.Path(args.report)
+    try:
+        document = json.loads(source.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {args.report!r}: {exc}") from None
+    output = pathlib.Path(args.output) if args.output else source.parent
+    if isinstance(document, dict) and document.get("kind") == "cluster":
+        from ..bench import cluster_report
+
+        for path in cluster_report.write(document, output):
+            print(f"wrote {path}", file=sys.stderr)
+        return EXIT_OK
+    for path in report.write(document, output, chart=not args.no_chart):
+        print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
