@@ -19,8 +19,8 @@ import atexit
 import concurrent.futures
 import os
 import threading
-from collections.abc import Awaitable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 __all__ = ["in_loop_thread", "run", "submit", "within"]
 
@@ -92,24 +92,37 @@ def in_loop_thread() -> bool:
     return thread is not None and threading.current_thread() is thread
 
 
-def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-    """Schedule ``coro`` on the loop thread; return a future of its outcome."""
+async def _call(factory: Callable[[], Awaitable[T]]) -> T:
+    return await factory()
+
+
+def submit(factory: Callable[[], Awaitable[T]]) -> concurrent.futures.Future[T]:
+    """Call ``factory`` on the loop thread and await what it returns; return a future of that.
+
+    The awaitable is created on the loop thread, so that nothing is left
+    unawaited when the call is refused.
+
+    Raises:
+        RuntimeError: Called from the loop thread itself, where waiting would deadlock.
+    """
     if in_loop_thread():
-        coro.close()
         raise RuntimeError(
             "cannot call the blocking openline.sync API from its own event loop thread "
             "(from an on_event callback, for example): it would wait for itself"
         )
-    return asyncio.run_coroutine_threadsafe(coro, _get_loop())
+    return asyncio.run_coroutine_threadsafe(_call(factory), _get_loop())
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on the loop thread and wait for its outcome, raising its exception.
+def run(factory: Callable[[], Awaitable[T]]) -> T:
+    """Await ``factory()`` on the loop thread and wait for its outcome, raising its exception.
 
-    The coroutine bounds its own duration (see :func:`within`). If the waiting
-    thread is interrupted (``KeyboardInterrupt``), the coroutine is cancelled.
+    The awaitable bounds its own duration (see :func:`within`). If the waiting
+    thread is interrupted (``KeyboardInterrupt``), the awaitable is cancelled.
+
+    Raises:
+        RuntimeError: Called from the loop thread itself.
     """
-    future = submit(coro)
+    future = submit(factory)
     try:
         return future.result()
     except BaseException:
@@ -117,20 +130,31 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise
 
 
-async def within(awaitable: Awaitable[T], timeout: float | None, what: str) -> T:
-    """Await ``awaitable`` for at most ``timeout`` seconds; ``None`` waits forever.
+def within(
+    factory: Callable[[], Awaitable[T]], timeout: float | None, what: str
+) -> Callable[[], Awaitable[T]]:
+    """Bound ``factory()`` to ``timeout`` seconds: return a factory for :func:`run`.
 
-    Unlike ``asyncio.wait_for(aw, 0)``, a zero timeout still lets the awaitable
-    take its first step, so ``recv(timeout=0)`` returns a message already there.
+    ``None`` waits forever. Unlike ``asyncio.wait_for(aw, 0)``, a zero timeout
+    still lets the awaitable take its first step, so ``recv(timeout=0)``
+    returns a message already there.
 
     Raises:
+        ValueError: ``timeout`` is negative (at once, in the caller's thread).
+
+    The awaitable raises:
         TimeoutError: The time ran out; the awaitable was cancelled. The message
-            says which ``what`` timed out.
+            names ``what``.
     """
     if timeout is None:
-        return await awaitable
-    if timeout < 0:
+        return factory
+    if not timeout >= 0:  # NaN too
         raise ValueError(f"timeout must be None or at least 0, got {timeout}")
+    seconds = timeout
+    return lambda: _bounded(factory(), seconds, what)
+
+
+async def _bounded(awaitable: Awaitable[T], timeout: float, what: str) -> T:
     task = asyncio.ensure_future(awaitable)
     expired = False
 

@@ -79,7 +79,7 @@ def connect(uri: str, **kwargs: Any) -> ClientConnection:
     async def dial() -> AsyncClientConnection:
         return await dialer
 
-    return ClientConnection(run(dial()))
+    return ClientConnection(run(dial))
 
 
 class ClientConnection:
@@ -171,7 +171,7 @@ class ClientConnection:
                 "cannot call recv() while another thread is already waiting for a message"
             )
         try:
-            return run(within(self._ws.recv(), timeout, "recv()"))
+            return run(within(self._ws.recv, timeout, "recv()"))
         finally:
             self._recv_lock.release()
 
@@ -208,7 +208,7 @@ class ClientConnection:
         if isinstance(message, (bytearray, memoryview)):
             # The loop thread reads the buffer later: don't let the caller change it meanwhile.
             message = bytes(message)
-        run(self._ws.send(message))
+        run(lambda: self._ws.send(message))
 
     def ping(self, data: DataLike | None = None) -> concurrent.futures.Future[float]:
         """Send a ping; return a future of the latency, resolved when the pong arrives.
@@ -228,13 +228,13 @@ class ClientConnection:
             ConcurrencyError: A ping with the same payload awaits its pong.
             ValueError: ``data`` is longer than 125 bytes.
         """
-        waiter = run(self._ws.ping(data))
+        waiter = run(lambda: self._ws.ping(data))
 
         async def latency() -> float:
             # Shielded: cancelling the returned future mustn't fail the connection's own waiter.
             return await asyncio.shield(waiter)
 
-        return submit(latency())
+        return submit(latency)
 
     def pong(self, data: DataLike = b"") -> None:
         """Send an unsolicited pong, a one-way heartbeat.
@@ -243,7 +243,7 @@ class ClientConnection:
             ConnectionClosed: The connection is closing or closed.
             ValueError: ``data`` is longer than 125 bytes.
         """
-        run(self._ws.pong(data))
+        run(lambda: self._ws.pong(data))
 
     # --- public API: closing -----------------------------------------------------------
 
@@ -261,7 +261,7 @@ class ClientConnection:
         Raises:
             ValueError: ``code`` may not be sent, or ``reason`` is too long.
         """
-        run(self._ws.close(code, reason))
+        run(lambda: self._ws.close(code, reason))
 
     def __enter__(self) -> ClientConnection:
         return self

@@ -54,17 +54,18 @@ def connect(uri: str | list[str], *, timeout: float | None = None, **kwargs: Any
             :class:`~openline.exceptions.InvalidStatus` for a 401 or 403.
     """
 
+    # Built on the loop, where the client's futures belong; a client that
+    # doesn't start is closed before the error is raised.
     async def start() -> _hub.Client:
-        # Built on the loop: the client's futures belong to it.
         client = _hub.Client(uri, **kwargs)
         try:
-            await within(client.start(), timeout, "connect()")
+            await client.start()
         except BaseException:
             await client.close()
             raise
         return client
 
-    return Client(run(start()))
+    return Client(run(within(start, timeout, "connect()")))
 
 
 class Client:
@@ -101,7 +102,7 @@ class Client:
 
     def close(self) -> None:
         """Close the connection and stop; pending calls raise ``ClientClosed``."""
-        run(self._client.close())
+        run(self._client.close)
 
     def __enter__(self) -> Client:
         return self
@@ -146,7 +147,7 @@ class Client:
             ClientClosed: The client closed before the ack.
             Exception: The error that stopped the client.
         """
-        return run(within(self._client.publish(ch, data, id=id), timeout, "publish()"))
+        return run(within(lambda: self._client.publish(ch, data, id=id), timeout, "publish()"))
 
     def subscribe(
         self,
@@ -174,12 +175,15 @@ class Client:
             ClientClosed: The client closed meanwhile.
             Exception: The error that stopped the client.
         """
-        coro = self._client.subscribe(ch, presence=presence, since=since)
-        return Subscription(run(within(coro, timeout, "subscribe()")))
+        client = self._client
+        subscribing = within(
+            lambda: client.subscribe(ch, presence=presence, since=since), timeout, "subscribe()"
+        )
+        return Subscription(run(subscribing))
 
     def unsubscribe(self, ch: str) -> None:
         """Leave ``ch``; its subscription's iteration ends. Does nothing if not subscribed."""
-        run(self._client.unsubscribe(ch))
+        run(lambda: self._client.unsubscribe(ch))
 
     def set_state(self, ch: str, state: Mapping[str, Any] | None) -> None:
         """Set (or clear, with ``None``) your ephemeral state on ``ch``.
@@ -189,7 +193,7 @@ class Client:
             TypeError: ``state`` isn't JSON-serializable.
             HubError: ``too_large``, over the hub's message limit.
         """
-        run(self._client.set_state(ch, state))
+        run(lambda: self._client.set_state(ch, state))
 
     def presence(self, ch: str, *, timeout: float | None = None) -> Presence:
         """Ask the hub who is in ``ch``; while offline, wait for a connection.
@@ -200,7 +204,7 @@ class Client:
             ClientClosed: The client closed meanwhile.
             Exception: The error that stopped the client.
         """
-        return run(within(self._client.presence(ch), timeout, "presence()"))
+        return run(within(lambda: self._client.presence(ch), timeout, "presence()"))
 
 
 class Subscription:
@@ -244,7 +248,7 @@ class Subscription:
             ClientClosed: The subscription ended (unsubscribed, or the client closed).
             Exception: The error that stopped the client.
         """
-        return run(within(self._sub.get(), timeout, "get()"))
+        return run(within(self._sub.get, timeout, "get()"))
 
     def __iter__(self) -> Iterator[Item]:
         """Yield items until the subscription ends; see the class docstring."""
@@ -256,4 +260,4 @@ class Subscription:
 
     def unsubscribe(self) -> None:
         """Leave the channel; the iteration ends after the items already received."""
-        run(self._sub.unsubscribe())
+        run(self._sub.unsubscribe)
