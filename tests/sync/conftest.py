@@ -60,6 +60,7 @@ class Peer:
     """A test server driven by the request path, recording how each connection closed.
 
     ``/echo`` echoes; ``/send/a,b`` sends ``a`` and ``b`` then closes with 1000;
+    ``/pair/a,b`` (openline only) writes ``a`` and ``b`` in one system call;
     ``/close/4000/why`` closes with 4000 and the reason ``why``.
     """
 
@@ -89,6 +90,11 @@ async def _openline_handler(peer: Peer, ws: openline.ServerConnection) -> None:
         for message in args:
             await ws.send(message)
         await ws.close()
+    elif action == "pair":
+        # In one event loop turn: the writes go out together, in one system call.
+        for message in args:
+            ws.send_nowait(message)
+        await ws.wait_closed()
     elif action == "close":
         code, _, reason = args[0].partition("/") if args else ("1000", "", "")
         await ws.close(int(code), reason)
