@@ -179,6 +179,7 @@ class HubNode:
         self.port = 0
         self.hub: Hub | None = None
         self._serving: Any = None
+        self._engine: SqliteEngine | None = None
         self.starts = 0
 
     @property
@@ -187,7 +188,8 @@ class HubNode:
 
     def start(self) -> None:
         async def start() -> None:
-            self.hub = Hub(SqliteEngine(str(self._path)), **self._hub_kwargs)
+            self._engine = SqliteEngine(str(self._path))
+            self.hub = Hub(self._engine, **self._hub_kwargs)
             self._serving = self.hub.serve("127.0.0.1", self.port, close_timeout=500 * MS)
             server = await self._serving.__aenter__()
             self.port = server.sockets[0].getsockname()[1]
@@ -200,6 +202,8 @@ class HubNode:
             assert self.hub is not None
             await self._serving.__aexit__(None, None, None)
             await self.hub.close()
+            assert self._engine is not None
+            await self._engine.close()  # the hub doesn't own its engine
             self.hub = None
 
         self._loop_thread.call(stop())

@@ -127,7 +127,12 @@ def test_second_receiving_thread_raises_concurrency_error(peer: Peer) -> None:
 def test_a_thread_sends_while_another_receives(peer: Peer) -> None:
     count = 50
     with dial(peer, "/echo") as ws:
-        sender = threading.Thread(target=lambda: [ws.send(str(i)) for i in range(count)])
+
+        def send_all() -> None:
+            for i in range(count):
+                ws.send(str(i))
+
+        sender = threading.Thread(target=send_all)
         sender.start()
         received = [ws.recv(timeout=TIMEOUT) for _ in range(count)]
         sender.join(TIMEOUT)
