@@ -36,6 +36,17 @@ _pid = 0
 _registered = False
 
 
+def _forget_after_fork() -> None:
+    """In a forked child: the parent's loop thread doesn't exist here, and the lock may be held."""
+    global _lock, _loop, _thread
+    _lock = threading.Lock()
+    _loop = _thread = None
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
     asyncio.set_event_loop(loop)
     loop.call_soon(started.set)
