@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -23,8 +22,8 @@ from openline.protocol.frames import Close, Frame, Opcode, serialize_frame
 from openline.protocol.handshake import ClientHandshake, ServerHandshake
 from openline.protocol.http11 import parse_request
 
-#: One millisecond, scaled by OPENLINE_TEST_TIMEOUT_FACTOR on slow machines.
-MS = 0.001 * float(os.environ.get("OPENLINE_TEST_TIMEOUT_FACTOR", "1"))
+from ..timing import MS
+
 #: A bound for waits that should end quickly but mustn't hang the suite.
 TIMEOUT = 5000 * MS
 

@@ -33,11 +33,11 @@ from openline.hub.backends.base import Engine
 from openline.hub.client import Client, Subscription
 from openline.hub.events import ClientEvent, Disconnected, Gap, Publication, Reconnecting
 
+from ..timing import MS
 from .proxy import ChaosProxy, CutMode
 
 #: One millisecond, scaled for slow machines, and for tracers (coverage) which
 #: slow the loop down several times: heartbeats must stay well above its stalls.
-MS = 0.001 * float(os.environ.get("OPENLINE_TEST_TIMEOUT_FACTOR", "1"))
 if sys.gettrace() is not None:
     MS *= 4
 SEED = int(os.environ.get("OPENLINE_CHAOS_SEED", "20240611"))

@@ -15,9 +15,9 @@ from openline import connect, serve
 from openline.asyncio.server import ServerConnection
 from openline.exceptions import ConnectionClosed
 
+from ..timing import MS
 from .proxy import ChaosProxy, CutMode
 
-MS = 0.001 * float(os.environ.get("OPENLINE_TEST_TIMEOUT_FACTOR", "1"))
 TIMEOUT = 5000 * MS
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]

@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import itertools
 import json
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -38,8 +37,9 @@ from openline.hub.events import ClientEvent, Disconnected, Error
 from openline.web import create_app
 from tests.chaos.proxy import ChaosProxy
 
+from ..timing import SCALE
+
 #: Scales every duration on slow machines.
-SCALE = float(os.environ.get("OPENLINE_TEST_TIMEOUT_FACTOR", "1"))
 #: The hub's rate limit in these tests: (burst, seconds).
 RATE = (20, 1.0)
 CH = "orders"

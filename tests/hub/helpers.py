@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,8 +18,8 @@ from openline.asyncio.server import Server
 from openline.hub import Hub
 from openline.hub.backends.base import Engine
 
-#: One millisecond, scaled by OPENLINE_TEST_TIMEOUT_FACTOR on slow machines.
-MS = 0.001 * float(os.environ.get("OPENLINE_TEST_TIMEOUT_FACTOR", "1"))
+from ..timing import MS
+
 #: A bound for waits that should end quickly but mustn't hang the suite.
 TIMEOUT = 5000 * MS
 

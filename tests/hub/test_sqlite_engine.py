@@ -22,9 +22,9 @@ from openline.exceptions import BackendUnavailable
 from openline.hub.backends.base import Message
 from openline.hub.backends.sqlite import SqliteEngine, check_database, data_file
 
+from ..timing import MS
+
 CLI = [sys.executable, "-m", "openline"]
-#: One millisecond, scaled by OPENLINE_TEST_TIMEOUT_FACTOR on slow machines.
-MS = 0.001 * float(os.environ.get("OPENLINE_TEST_TIMEOUT_FACTOR", "1"))
 TIMEOUT = 30000 * MS
 
 

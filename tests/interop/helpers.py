@@ -24,13 +24,13 @@ from typing import Any, Literal
 
 import pytest
 
+from ..timing import MS
+
 #: The values of openline's ``compression`` argument.
 Compression = Literal["deflate"] | None
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
-#: One millisecond, scaled by ``OPENLINE_TEST_TIMEOUT_FACTOR`` on slow machines.
-MS = 0.001 * float(os.environ.get("OPENLINE_TEST_TIMEOUT_FACTOR", "1"))
 #: How long any single step of an interop test may take, including 16 MiB transfers.
 TIMEOUT = 20_000 * MS
 

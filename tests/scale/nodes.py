@@ -13,7 +13,6 @@ import contextlib
 import ctypes
 import functools
 import json
-import os
 import re
 import signal
 import subprocess
@@ -30,8 +29,8 @@ from openline.asyncio.backoff import Backoff
 from openline.hub import Client
 from openline.hub.events import ClientEvent
 
-#: One millisecond, scaled by OPENLINE_TEST_TIMEOUT_FACTOR on slow machines.
-MS = 0.001 * float(os.environ.get("OPENLINE_TEST_TIMEOUT_FACTOR", "1"))
+from ..timing import MS
+
 #: A bound for waits that should end quickly but mustn't hang the suite.
 TIMEOUT = 20000 * MS
 
