@@ -11,7 +11,9 @@ __all__ = ["apply_mask", "encode_frame", "parse_frames"]
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes: ...
 
 # The same signature as ``frames._encode_frame``, its pure-Python twin.
-def encode_frame(head: int, data: bytes | bytearray | memoryview, mask_key: bytes | None) -> bytes: ...
+def encode_frame(
+    head: int, data: bytes | bytearray | memoryview, mask_key: bytes | None
+) -> bytes: ...
 def parse_frames(
     buffer: bytes | bytearray | memoryview,
     pos: int,
