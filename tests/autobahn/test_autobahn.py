@@ -20,7 +20,8 @@ HERE = pathlib.Path(__file__).parent
 WSTEST = HERE.parent.parent / ".cache" / "autobahn" / "bin" / "wstest"
 ALL = os.environ.get("OPENLINE_AUTOBAHN_ALL") == "1"
 # Importing a module set to None in sys.modules raises ImportError: this runs
-# openline with the pure-Python masking fallback even where _speedups is built.
+# openline with the pure-Python frame path (masking, parsing, serializing) even
+# where _speedups is built.
 PURE = "import sys; sys.modules['openline.protocol._speedups'] = None; "
 
 pytestmark = [

@@ -14,6 +14,9 @@ from openline.protocol.frames import Opcode
 
 from .helpers import assert_closed_with, peer_frame
 
+# Every test runs on the compiled and on the pure-Python frame path (conftest.py).
+pytestmark = pytest.mark.usefixtures("frame_path")
+
 SIDES = [Side.SERVER, Side.CLIENT]
 
 

@@ -10,6 +10,9 @@ from openline.protocol.frames import Close, Frame, Opcode
 
 from .helpers import parse_output, peer_frame
 
+# Every test runs on the compiled and on the pure-Python frame path (conftest.py).
+pytestmark = pytest.mark.usefixtures("frame_path")
+
 SIDES = [Side.SERVER, Side.CLIENT]
 
 

@@ -15,6 +15,9 @@ from openline.protocol.frames import (
     serialize_frame,
 )
 
+# Every test runs on the compiled and on the pure-Python frame path (conftest.py).
+pytestmark = pytest.mark.usefixtures("frame_path")
+
 
 @pytest.mark.parametrize(
     ("frame", "mask", "encoded"),

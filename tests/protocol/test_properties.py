@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,9 @@ from openline.protocol.events import BinaryMessage, Ping, Pong, TextMessage
 from openline.protocol.frames import Close, Frame, Opcode, serialize_frame
 
 from .helpers import _split_frames
+
+# Every test runs on the compiled and on the pure-Python frame path (conftest.py).
+pytestmark = pytest.mark.usefixtures("frame_path")
 
 sides = st.sampled_from([Side.SERVER, Side.CLIENT])
 

@@ -62,9 +62,11 @@ from .frames import (
     CloseCode,
     Frame,
     Opcode,
-    serialize_frame,
+    encode_frame,
+    encode_header,
+    frame_head,
 )
-from .mask import apply_mask
+from .mask import apply_mask, parse_frames
 from .utf8 import IncrementalUtf8Decoder, decode_chunk
 
 __all__ = ["Connection", "Side", "State"]
@@ -74,9 +76,6 @@ DEFAULT_MAX_SIZE = 2**20
 
 _UNPACK_H = struct.Struct("!H").unpack_from
 _UNPACK_Q = struct.Struct("!Q").unpack_from
-_PACK_BB = struct.Struct("!BB").pack
-_PACK_BBH = struct.Struct("!BBH").pack
-_PACK_BBQ = struct.Struct("!BBQ").pack
 
 _TEXT = int(Opcode.TEXT)
 _BINARY = int(Opcode.BINARY)
@@ -511,7 +510,21 @@ class Connection:
         """Handle every complete frame at the head of ``buffer``; return the bytes used."""
         pos = 0
         end = len(buffer)
+        # The compiled parser takes runs of whole unfragmented messages between
+        # frames of any other kind, which this loop handles one at a time. It
+        # runs only between messages (nothing reassembled or partly checked)
+        # and without extensions, whose frames this loop decodes.
+        fast = None if self._decoders else parse_frames
         while not self._discarding:
+            if fast is not None and not self._msg_opcode and self._msg_chunks is None:
+                events = self._events
+                if events is None:
+                    events = self._events = []
+                pos = fast(
+                    buffer, pos, self._is_client, self.max_size, events, TextMessage, BinaryMessage
+                )
+                if not events:
+                    self._events = None
             if end - pos < 2:
                 break
             first = buffer[pos]
@@ -805,20 +818,20 @@ class Connection:
             self._send_opcode = opcode
         if fin:
             self._send_opcode = 0
+        key = self._next_mask() if self._is_client else None
         if self.extensions:
             frame = Frame(Opcode(opcode), data, fin)
             for extension in self.extensions:
                 frame = extension.encode(frame)
-            key = self._next_mask() if self._is_client else None
-            self._queue(serialize_frame(frame, mask=self._is_client, mask_key=key))
+            self._queue(encode_frame(frame_head(frame), frame.data, key))
             return
         head = opcode | (0x80 if fin else 0)
         if len(data) >= _SPLIT_FRAME_SIZE:
-            header, payload = self._encode_split(head, data)
-            self._queue(header)
-            self._queue(payload)
+            # Header and payload as two chunks: joining them would copy the payload.
+            self._queue(encode_header(head, len(data), key))
+            self._queue(data if key is None else apply_mask(data, key))
             return
-        self._queue(self._encode(head, data))
+        self._queue(encode_frame(head, data, key))
 
     def _send_control(self, opcode: int, data: bytes) -> None:
         if len(data) > MAX_CONTROL_PAYLOAD:
@@ -826,31 +839,8 @@ class Connection:
         self._queue(self._encode(opcode | 0x80, bytes(data)))
 
     def _encode(self, head: int, data: bytes) -> bytes:
-        """Serialize a frame without extensions: the hot path of every send."""
-        length = len(data)
-        if self._is_client:
-            key = self._next_mask()
-            if length < 126:
-                header = _PACK_BB(head, 0x80 | length)
-            elif length < 0x10000:
-                header = _PACK_BBH(head, 0xFE, length)
-            else:
-                header = _PACK_BBQ(head, 0xFF, length)
-            return header + key + apply_mask(data, key)
-        if length < 126:
-            return _PACK_BB(head, length) + data
-        if length < 0x10000:
-            return _PACK_BBH(head, 126, length) + data
-        return _PACK_BBQ(head, 127, length) + data
-
-    def _encode_split(self, head: int, data: bytes) -> tuple[bytes, bytes]:
-        """Serialize a large frame without extensions as its header and its payload."""
-        length = len(data)
-        header = _PACK_BBH(head, 126, length) if length < 0x10000 else _PACK_BBQ(head, 127, length)
-        if not self._is_client:
-            return header, data
-        key = self._next_mask()
-        return bytes([header[0], header[1] | 0x80]) + header[2:] + key, apply_mask(data, key)
+        """Serialize a frame without extensions, masked on the client side."""
+        return encode_frame(head, data, self._next_mask() if self._is_client else None)
 
     def _next_mask(self) -> bytes:
         """Return a fresh random masking key (section 5.3: strong entropy).

@@ -11,7 +11,7 @@ import os
 import struct
 
 from ..exceptions import ProtocolError
-from .mask import apply_mask
+from .mask import apply_mask, c_encode_frame
 from .utf8 import decode_utf8
 
 __all__ = [
@@ -22,6 +22,8 @@ __all__ = [
     "CloseCode",
     "Frame",
     "Opcode",
+    "encode_frame",
+    "encode_header",
     "is_valid_close_code",
     "serialize_frame",
 ]
@@ -131,6 +133,56 @@ class Frame:
         return f"{self.opcode.name} [{flags or '-'}] {size} bytes"
 
 
+_PACK_BB = struct.Struct("!BB").pack
+_PACK_BBH = struct.Struct("!BBH").pack
+_PACK_BBQ = struct.Struct("!BBQ").pack
+
+
+def encode_header(head: int, length: int, mask_key: bytes | None = None) -> bytes:
+    """Encode a frame header (RFC 6455, section 5.2): the one header encoder.
+
+    Args:
+        head: The first byte: FIN, the RSV bits and the opcode.
+        length: The payload length.
+        mask_key: The masking key, appended after the length; ``None`` for an
+            unmasked frame.
+    """
+    mask_bit = 0 if mask_key is None else 0x80
+    if length < 126:
+        header = _PACK_BB(head, mask_bit | length)
+    elif length < 0x10000:
+        header = _PACK_BBH(head, mask_bit | 126, length)
+    else:
+        header = _PACK_BBQ(head, mask_bit | 127, length)
+    return header if mask_key is None else header + mask_key
+
+
+def _encode_frame(head: int, data: bytes | bytearray | memoryview, mask_key: bytes | None) -> bytes:
+    """Pure-Python :func:`encode_frame`, the fallback of the compiled one."""
+    if mask_key is None:
+        return encode_header(head, len(data)) + data
+    if len(mask_key) != 4:
+        raise ValueError(f"mask must be 4 bytes, got {len(mask_key)} bytes")
+    return encode_header(head, len(data), mask_key) + apply_mask(data, mask_key)
+
+
+#: ``encode_frame(head, data, mask_key)``: a whole frame, header, masking key if
+#: any (4 bytes, or ``None``) and payload, in one ``bytes``. Compiled when
+#: ``_speedups`` is built; see :mod:`~openline.protocol.mask`.
+encode_frame = _encode_frame if c_encode_frame is None else c_encode_frame
+
+
+def frame_head(frame: Frame) -> int:
+    """Return the first byte of ``frame``'s header: FIN, RSV bits and opcode."""
+    return (
+        (0x80 if frame.fin else 0)
+        | (0x40 if frame.rsv1 else 0)
+        | (0x20 if frame.rsv2 else 0)
+        | (0x10 if frame.rsv3 else 0)
+        | frame.opcode
+    )
+
+
 def serialize_frame(frame: Frame, *, mask: bool, mask_key: bytes | None = None) -> bytes:
     """Encode ``frame`` for the wire (RFC 6455, section 5.2).
 
@@ -142,27 +194,11 @@ def serialize_frame(frame: Frame, *, mask: bool, mask_key: bytes | None = None) 
     Returns:
         The encoded frame.
     """
-    head = (
-        (0x80 if frame.fin else 0)
-        | (0x40 if frame.rsv1 else 0)
-        | (0x20 if frame.rsv2 else 0)
-        | (0x10 if frame.rsv3 else 0)
-        | frame.opcode
-    )
-    data = frame.data
-    length = len(data)
-    mask_bit = 0x80 if mask else 0
-    if length < 126:
-        header = struct.pack("!BB", head, mask_bit | length)
-    elif length < 0x10000:
-        header = struct.pack("!BBH", head, mask_bit | 126, length)
-    else:
-        header = struct.pack("!BBQ", head, mask_bit | 127, length)
     if not mask:
-        return header + data
+        return encode_frame(frame_head(frame), frame.data, None)
     if mask_key is None:
         mask_key = os.urandom(4)
-    return header + mask_key + apply_mask(data, mask_key)
+    return encode_frame(frame_head(frame), frame.data, mask_key)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
