@@ -23,8 +23,8 @@ from openline.exceptions import (
     InvalidParameterValue,
     InvalidState,
     InvalidStatus,
-    InvalidURI,
     InvalidUpgrade,
+    InvalidURI,
     NegotiationError,
     OpenlineError,
     PayloadTooBig,
@@ -144,10 +144,10 @@ def test_peer_and_user_text_is_escaped_and_truncated() -> None:
         (InvalidOrigin(None), "missing Origin header"),
         (InvalidOrigin("https://evil.example"), "invalid Origin header: https://evil.example"),
         (InvalidStatus(403), "server rejected the websocket connection: HTTP 403"),
-        (DuplicateParameter("server_no_context_takeover"), "duplicate parameter: server_no_context_takeover"),
+        (DuplicateParameter("server_max_window_bits"), "duplicate parameter: server_max_window_bits"),
         (InvalidParameterName("x-y"), "invalid parameter name: x-y"),
-        (InvalidParameterValue("client_max_window_bits", None), "missing value for parameter client_max_window_bits"),
-        (InvalidParameterValue("client_max_window_bits", "99"), "invalid value for parameter client_max_window_bits: 99"),
+        (InvalidParameterValue("bits", None), "missing value for parameter bits"),
+        (InvalidParameterValue("bits", "99"), "invalid value for parameter bits: 99"),
     ],
 )  # fmt: skip
 def test_handshake_errors_say_what_was_expected_and_found(exc: Exception, message: str) -> None:
