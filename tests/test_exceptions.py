@@ -144,7 +144,7 @@ def test_peer_and_user_text_is_escaped_and_truncated() -> None:
         (InvalidOrigin(None), "missing Origin header"),
         (InvalidOrigin("https://evil.example"), "invalid Origin header: https://evil.example"),
         (InvalidStatus(403), "server rejected the websocket connection: HTTP 403"),
-        (DuplicateParameter("server_max_window_bits"), "duplicate parameter: server_max_window_bits"),
+        (DuplicateParameter("max_bits"), "duplicate parameter: max_bits"),
         (InvalidParameterName("x-y"), "invalid parameter name: x-y"),
         (InvalidParameterValue("bits", None), "missing value for parameter bits"),
         (InvalidParameterValue("bits", "99"), "invalid value for parameter bits: 99"),
