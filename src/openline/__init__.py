@@ -7,4 +7,5 @@ from .asyncio.server import Server, ServerConnection, serve
 
 __all__ = ["ClientConnection", "Server", "ServerConnection", "__version__", "connect", "serve"]
 
+#: The version of this package.
 __version__ = "0.1.0"

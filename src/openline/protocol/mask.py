@@ -13,6 +13,7 @@ try:
 except ImportError:  # the optional extension was not built
     from ._mask import apply_mask
 
+    #: Whether the compiled accelerator ``_speedups`` is in use.
     SPEEDUPS = False
 else:
     SPEEDUPS = True
