@@ -308,13 +308,18 @@ class SlowHistory:
     def __init__(self, engine: Engine, delay: float) -> None:
         self._engine = engine
         self._delay = delay
+        #: Set when a history read starts, and once it has read the store.
+        self.entered = asyncio.Event()
+        self.read = asyncio.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
     async def history(self, ch: str, **kwargs: Any) -> HistoryResult:
+        self.entered.set()
         await asyncio.sleep(self._delay)  # published now: delivered live and in history
         result = await self._engine.history(ch, **kwargs)
+        self.read.set()
         await asyncio.sleep(self._delay)  # published now: delivered live only
         return result
 
