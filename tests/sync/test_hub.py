@@ -10,7 +10,18 @@ import pytest
 
 import openline.sync.hub
 from openline.exceptions import HubError, InvalidStatus
-from openline.hub import Ack, ClientClosed, Credentials, Gap, Identity, Presence, Publication
+from openline.hub import (
+    Ack,
+    ClientClosed,
+    Connected,
+    Credentials,
+    Disconnected,
+    Gap,
+    Identity,
+    Presence,
+    Publication,
+    Reconnecting,
+)
 
 from ..timing import MS
 from .conftest import TIMEOUT, HubNode
@@ -200,6 +211,23 @@ def test_closing_ends_the_iteration_and_fails_pending_calls(node: HubNode) -> No
     assert not any(isinstance(item, Gap) for item in seen)
     with pytest.raises(ClientClosed):
         client.publish("room", "too late", timeout=TIMEOUT)
+
+
+def test_events_report_the_disconnection_and_the_redial(node: HubNode) -> None:
+    with connect(node) as client:
+        events = client.events()
+        node.stop()
+        assert isinstance(next(events), Disconnected)
+        node.start()
+        kinds = []
+        for event in events:  # Reconnecting for each refused dial, then Connected
+            kinds.append(type(event))
+            if isinstance(event, Connected):
+                break
+        assert kinds[-1] is Connected and set(kinds[:-1]) <= {Reconnecting}
+    # Closing ends the iteration, after reporting the disconnection itself.
+    rest = list(events)
+    assert all(isinstance(event, Disconnected) and event.code == 1000 for event in rest)
 
 
 def test_blocking_calls_from_the_loop_thread_are_refused(node: HubNode) -> None:
