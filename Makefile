@@ -62,7 +62,7 @@ test-matrix:
 			touch $$venv/.installed; \
 		fi; \
 		echo "== Python $$v"; \
-		$$venv/bin/python -m pytest -q -p no:cacheprovider tests/protocol tests/asyncio tests/interop tests/test_layering.py; \
+		$$venv/bin/python -m pytest -q -p no:cacheprovider tests/protocol tests/asyncio tests/interop tests/sync tests/test_layering.py; \
 	done
 
 style: $(STAMP)
