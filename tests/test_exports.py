@@ -72,8 +72,10 @@ def _has_docstring(obj: object) -> bool:
         return False  # a value's __doc__ is its type's
     if inspect.isclass(obj):
         doc = vars(obj).get("__doc__")
+        if not isinstance(doc, str) or not doc.strip():
+            return False
         # A dataclass without a docstring gets "Name(field, ...)" made up for it.
-        return bool(doc and doc.strip()) and not doc.startswith(f"{obj.__name__}(")
+        return not doc.startswith(f"{obj.__name__}(")
     return bool(obj.__doc__ and obj.__doc__.strip())
 
 
