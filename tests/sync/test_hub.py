@@ -21,6 +21,7 @@ from openline.hub import (
     Presence,
     Publication,
     Reconnecting,
+    StateChange,
 )
 
 from ..timing import MS
@@ -86,6 +87,27 @@ def test_presence_counts_the_subscribers(node: HubNode) -> None:
         assert isinstance(snapshot, Presence)
         assert snapshot.count == 2
         assert snapshot.members is not None and set(snapshot.members) == {"alice", "bob"}
+
+
+def test_state_reaches_presence_subscribers_and_unsubscribing_ends_the_iteration(
+    node: HubNode,
+) -> None:
+    with connect(node) as alice, connect(node, token="bob") as bob:
+        assert alice.client_id is not None and alice.client_id != bob.client_id
+        room = alice.subscribe("room", presence=True, timeout=TIMEOUT)
+        theirs = bob.subscribe("room", timeout=TIMEOUT)
+        bob.set_state("room", {"typing": True})
+        for _ in range(10):  # a snapshot and bob's join may come first
+            item = room.get(timeout=TIMEOUT)
+            if isinstance(item, StateChange):
+                break
+        assert isinstance(item, StateChange)
+        assert (item.user, item.state) == ("bob", {"typing": True})
+        assert room.members["bob"].state == {"typing": True}
+        alice.unsubscribe("room")
+        assert all(not isinstance(item, Publication) for item in room)  # it ends
+        theirs.unsubscribe()
+        assert list(theirs) == []
 
 
 def test_threads_publish_through_one_client(node: HubNode) -> None:
