@@ -64,7 +64,7 @@ test-matrix:
 		fi; \
 		pure=; [ "$$v" = 3.12 ] && pure=1; \
 		echo "== Python $$v$${pure:+ (pure-Python frame path: OPENLINE_NO_SPEEDUPS=1)}"; \
-		OPENLINE_NO_SPEEDUPS=$$pure $$venv/bin/python -m pytest -q -p no:cacheprovider tests/protocol tests/asyncio tests/interop tests/test_layering.py; \
+		OPENLINE_NO_SPEEDUPS=$$pure $$venv/bin/python -m pytest -q -p no:cacheprovider tests/protocol tests/asyncio tests/interop tests/sync tests/test_layering.py; \
 	done
 
 style: $(STAMP)

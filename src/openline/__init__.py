@@ -17,4 +17,5 @@ __all__ = [
     "serve",
 ]
 
+#: The version of this package.
 __version__ = "0.1.0"

@@ -22,7 +22,7 @@ from openline.protocol.frames import Close, Frame, Opcode, serialize_frame
 from openline.protocol.handshake import ClientHandshake, ServerHandshake
 from openline.protocol.http11 import parse_request
 
-from ..timing import MS
+from ..timing import MS as MS  # re-exported: the tests of this package import it from here
 
 #: A bound for waits that should end quickly but mustn't hang the suite.
 TIMEOUT = 5000 * MS

@@ -16,16 +16,35 @@ from openline.protocol import frames
 from .helpers import TIMEOUT, run_server, url_of
 
 
-async def collect(server_connections: list[ServerConnection], count: int) -> None:
+class Joined(list[ServerConnection]):
+    """The connections that reached the handler, with an event for each arrival."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._arrived = asyncio.Event()
+
+    def append(self, ws: ServerConnection) -> None:
+        super().append(ws)
+        self._arrived.set()
+
+    async def wait_for(self, count: int) -> None:
+        async def arrivals() -> None:
+            while len(self) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+        await asyncio.wait_for(arrivals(), TIMEOUT)
+
+
+async def collect(joined: Joined, count: int) -> None:
     """Wait until ``count`` connections reached the handler."""
-    while len(server_connections) < count:
-        await asyncio.sleep(0.001)
+    await joined.wait_for(count)
 
 
 async def test_broadcast_writes_one_frame_to_every_open_connection(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    joined: list[ServerConnection] = []
+    joined = Joined()
 
     async def handler(ws: ServerConnection) -> None:
         joined.append(ws)
@@ -56,7 +75,7 @@ async def test_broadcast_writes_one_frame_to_every_open_connection(
 
 
 async def test_broadcast_skips_closed_connections() -> None:
-    joined: list[ServerConnection] = []
+    joined = Joined()
 
     async def handler(ws: ServerConnection) -> None:
         joined.append(ws)
@@ -75,7 +94,7 @@ async def test_broadcast_skips_closed_connections() -> None:
 
 
 async def test_broadcast_goes_through_the_core_with_context_takeover() -> None:
-    joined: list[ServerConnection] = []
+    joined = Joined()
 
     async def handler(ws: ServerConnection) -> None:
         joined.append(ws)
@@ -94,8 +113,9 @@ async def test_broadcast_goes_through_the_core_with_context_takeover() -> None:
 
 
 async def test_broadcast_waits_for_nothing_but_send_respects_a_fragmented_message() -> None:
-    joined: list[ServerConnection] = []
+    joined = Joined()
     release = asyncio.Event()
+    started = asyncio.Event()
 
     async def handler(ws: ServerConnection) -> None:
         joined.append(ws)
@@ -104,6 +124,7 @@ async def test_broadcast_waits_for_nothing_but_send_respects_a_fragmented_messag
 
     async def fragments() -> AsyncIterator[str]:
         yield "frag"
+        started.set()  # send() asks for the next fragment: the first one is out
         await release.wait()
         yield "ment"
 
@@ -112,11 +133,11 @@ async def test_broadcast_waits_for_nothing_but_send_respects_a_fragmented_messag
         await collect(joined, 1)
         ws = joined[0]
         sending = asyncio.create_task(ws.send(fragments()))
-        await asyncio.sleep(0.01)
+        await asyncio.wait_for(started.wait(), TIMEOUT)
         # In the middle of a fragmented message: broadcast skips it, send() queues.
         assert broadcast([ws], "skipped") == 0
         queued = asyncio.create_task(Broadcast("after").send(ws))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # one loop turn: the send starts and queues behind the fragments
         assert not queued.done()
         release.set()
         await sending
@@ -127,7 +148,7 @@ async def test_broadcast_waits_for_nothing_but_send_respects_a_fragmented_messag
 
 
 async def test_buffered_amount_grows_when_the_peer_stops_reading() -> None:
-    joined: list[ServerConnection] = []
+    joined = Joined()
 
     async def handler(ws: ServerConnection) -> None:
         joined.append(ws)

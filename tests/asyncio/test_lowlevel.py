@@ -59,21 +59,28 @@ async def test_answers_to_one_read_are_written_together(
 
 async def test_listen_hands_over_messages_already_queued() -> None:
     received: list[Data] = []
+    queued = asyncio.Event()
+    all_three = asyncio.Event()
+
+    def listener(_ws: object, message: Data) -> None:
+        received.append(message)
+        if len(received) == 3:
+            all_three.set()
 
     async def late(ws: ServerConnection) -> None:
-        while len(ws._messages) < 2:
-            await asyncio.sleep(0.001)
-        ws.listen(lambda _ws, message: received.append(message))
+        await queued.wait()
+        assert len(ws._messages) == 2
+        ws.listen(listener)
         await ws.wait_closed()
 
     async with run_server(late) as server, connect(url_of(server)) as ws:
         await ws.send("one")
         await ws.send("two")
+        # The server reads frames in order: once the pong is back, it has queued both.
+        await asyncio.wait_for(await ws.ping(), TIMEOUT)
+        queued.set()
         await ws.send("three")
-        for _ in range(1000):
-            if len(received) == 3:
-                break
-            await asyncio.sleep(0.001)
+        await asyncio.wait_for(all_three.wait(), TIMEOUT)
     assert received == ["one", "two", "three"]
 
 
@@ -82,7 +89,7 @@ async def test_listen_refuses_while_recv_waits() -> None:
 
     async def both(ws: ServerConnection) -> None:
         task = asyncio.ensure_future(ws.recv())
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # one loop turn: the task starts and waits in recv()
         try:
             ws.listen(echo_listener)
         except ConcurrencyError as exc:

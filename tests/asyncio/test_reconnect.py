@@ -125,9 +125,20 @@ def test_the_redial_iterator_is_its_own_iterator() -> None:
 async def test_async_for_keeps_dialling_until_the_server_comes_up() -> None:
     server = Restartable()
     server.port = free_port()
-    loop = connect(server.uri, backoff=itertools.repeat(10 * MS)).__aiter__()
+    refusals: list[Exception] = []
+    several = asyncio.Event()
+    classifier = Classifier()
+
+    def classify(exc: Exception) -> float | None:
+        refusals.append(exc)
+        if len(refusals) == 3:
+            several.set()
+        return classifier(exc)
+
+    loop = connect(server.uri, backoff=itertools.repeat(10 * MS), classify=classify).__aiter__()
     pending = asyncio.ensure_future(loop.__anext__())
-    await asyncio.sleep(50 * MS)  # several refused dials
+    await asyncio.wait_for(several.wait(), TIMEOUT)  # several refused dials
+    assert all(isinstance(exc, OSError) for exc in refusals)
     assert not pending.done()
     async with server:
         ws = await asyncio.wait_for(pending, TIMEOUT)
@@ -333,12 +344,20 @@ async def test_cancelling_during_the_backoff_propagates() -> None:
 
 async def test_cancelling_during_a_dial_propagates() -> None:
     silent: list[asyncio.StreamWriter] = []  # accepts, then never answers the upgrade
-    listener = await asyncio.start_server(lambda r, w: silent.append(w), "127.0.0.1", 0)
+    request = asyncio.Event()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.append(writer)
+        await reader.readuntil(b"\r\n\r\n")
+        request.set()
+
+    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
     async with listener:
         port = listener.sockets[0].getsockname()[1]
         loop = connect(f"ws://127.0.0.1:{port}/", backoff=FAST).__aiter__()
         task = asyncio.ensure_future(loop.__anext__())
-        await asyncio.sleep(20 * MS)  # waiting for a handshake response that never comes
+        # The upgrade request is in: the dial waits for a response that never comes.
+        await asyncio.wait_for(request.wait(), TIMEOUT)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -18,7 +18,7 @@ from openline.asyncio.server import Server
 from openline.hub import Hub
 from openline.hub.backends.base import Engine
 
-from ..timing import MS
+from ..timing import MS as MS  # re-exported: the tests of this package import it from here
 
 #: A bound for waits that should end quickly but mustn't hang the suite.
 TIMEOUT = 5000 * MS

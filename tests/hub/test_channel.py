@@ -13,7 +13,7 @@ from openline.hub.backends.base import Engine, Message
 from openline.hub.channel import Sync
 
 from .conftest import EngineFactory
-from .helpers import MS, run_hub
+from .helpers import MS, TIMEOUT, run_hub
 from .test_messages import SlowHistory
 
 
@@ -88,8 +88,10 @@ async def test_a_subscriber_too_slow_while_syncing_is_closed(engine: Engine) -> 
         first = await running.client()
         await first.subscribe("room")  # the channel is live from now on
         reader = await running.client()
+        slow.read.clear()  # the first subscriber's read, if it made one
         await reader.send(type="subscribe", ch="room")
-        await asyncio.sleep(25 * MS)  # the history was read: later messages are queued
+        # The history was read: messages published from now on are queued.
+        await asyncio.wait_for(slow.read.wait(), TIMEOUT)
         for _ in range(10):
             await running.hub.publish("room", "z" * 5000)
         with pytest.raises(ConnectionClosed) as closed:
@@ -107,7 +109,7 @@ async def test_presence_events_during_a_slow_subscribe_are_queued_not_lost(
     async with run_hub(slow) as running:
         watcher = await running.client()
         await watcher.send(type="subscribe", ch="room", presence=True)
-        await asyncio.sleep(2 * MS)
+        await asyncio.wait_for(slow.entered.wait(), TIMEOUT)  # the subscribe is under way
         others = [await running.client() for _ in range(3)]
         for other in others:
             await other.send(type="subscribe", ch="room")

@@ -249,12 +249,19 @@ async def test_unsubscribe_ends_the_iteration(engine: Engine) -> None:
 
 
 async def test_close_ends_subscriptions_pending_calls_and_events() -> None:
-    async with fake_hub(lambda ws: ws.wait_closed()) as url:
+    published = asyncio.Event()
+
+    async def never_ack(ws: ServerConnection) -> None:
+        assert (await request(ws))["type"] == "publish"
+        published.set()
+        await ws.wait_closed()
+
+    async with fake_hub(never_ack) as url:
         hub_client = client(url)
         await hub_client.start()
         events = hub_client.events()
         pending = asyncio.ensure_future(hub_client.publish("room", 1))  # never acked
-        await asyncio.sleep(10 * MS)
+        await asyncio.wait_for(published.wait(), TIMEOUT)  # sent, waiting for its ack
         await hub_client.close()
         with pytest.raises(ClientClosed):
             await pending
@@ -448,17 +455,22 @@ async def test_a_publish_whose_ack_was_lost_is_stored_once(engine: Engine) -> No
 
 
 async def test_publish_waits_for_room_beyond_max_queue() -> None:
+    publishes: asyncio.Queue[Any] = asyncio.Queue()
+
     async def never_ack(ws: ServerConnection) -> None:
-        await ws.wait_closed()
+        while True:
+            publishes.put_nowait((await request(ws))["data"])
 
     async with fake_hub(never_ack) as url, client(url, max_queue=2) as hub_client:
         first = asyncio.ensure_future(hub_client.publish("room", 1))
         second = asyncio.ensure_future(hub_client.publish("room", 2))
         third = asyncio.ensure_future(hub_client.publish("room", 3))
-        await asyncio.sleep(10 * MS)
-        assert len(hub_client._outbox) == 2
+        assert await asyncio.wait_for(publishes.get(), TIMEOUT) == 1
+        assert await asyncio.wait_for(publishes.get(), TIMEOUT) == 2
+        assert len(hub_client._outbox) == 2  # the third waits for room
+        assert not third.done() and publishes.empty()
         first.cancel()  # stops its retries and makes room
-        await asyncio.sleep(10 * MS)
+        assert await asyncio.wait_for(publishes.get(), TIMEOUT) == 3
         assert len(hub_client._outbox) == 2
         assert not third.done()
         second.cancel()
@@ -743,12 +755,16 @@ async def test_close_while_offline_stops_redialling() -> None:
 
 
 async def test_cancelling_subscribe_forgets_the_subscription() -> None:
+    asked = asyncio.Event()
+
     async def silent(ws: ServerConnection) -> None:
+        assert (await request(ws))["type"] == "subscribe"
+        asked.set()  # and never answered
         await ws.wait_closed()
 
     async with fake_hub(silent) as url, client(url) as hub_client:
         pending = asyncio.ensure_future(hub_client.subscribe("room"))
-        await asyncio.sleep(10 * MS)
+        await asyncio.wait_for(asked.wait(), TIMEOUT)
         pending.cancel()
         with pytest.raises(asyncio.CancelledError):
             await pending
@@ -756,12 +772,16 @@ async def test_cancelling_subscribe_forgets_the_subscription() -> None:
 
 
 async def test_unsubscribe_during_subscribe_makes_it_raise() -> None:
+    asked = asyncio.Event()
+
     async def silent(ws: ServerConnection) -> None:
+        assert (await request(ws))["type"] == "subscribe"
+        asked.set()  # and never answered
         await ws.wait_closed()
 
     async with fake_hub(silent) as url, client(url) as hub_client:
         pending = asyncio.ensure_future(hub_client.subscribe("room"))
-        await asyncio.sleep(10 * MS)
+        await asyncio.wait_for(asked.wait(), TIMEOUT)
         await hub_client.unsubscribe("room")
         await hub_client.unsubscribe("room")  # twice is fine
         with pytest.raises(ClientClosed, match="unsubscribed"):

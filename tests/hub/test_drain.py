@@ -20,9 +20,12 @@ HINT = 600 * MS
 async def test_the_client_waits_the_hint_then_redials_the_next_node() -> None:
     engine = MemoryEngine()  # both "nodes" share it, as nodes share Redis
     events: list[tuple[float, ClientEvent]] = []
+    connected_again = asyncio.Event()
 
     def record(event: ClientEvent) -> None:
         events.append((time.monotonic(), event))
+        if sum(isinstance(e, Connected) for _, e in events) == 2:
+            connected_again.set()
 
     first, second = Hub(engine), Hub(engine)
     async with first.serve("127.0.0.1", 0) as one, second.serve("127.0.0.1", 0) as two:
@@ -34,11 +37,7 @@ async def test_the_client_waits_the_hint_then_redials_the_next_node() -> None:
             )
             assert report.connections == 1
 
-            async def back() -> None:
-                while sum(isinstance(e, Connected) for _, e in events) < 2:
-                    await asyncio.sleep(10 * MS)
-
-            await asyncio.wait_for(back(), TIMEOUT)
+            await asyncio.wait_for(connected_again.wait(), TIMEOUT)
     # The first of each: closing the client at the end reports a disconnection too.
     lost_at, lost = next((t, e) for t, e in events if isinstance(e, Disconnected))
     redial = next(e for _, e in events if isinstance(e, Reconnecting))

@@ -10,15 +10,17 @@ from openline.hub import MemoryEngine
 from openline.hub.backends.base import Event, Message, PresenceEvent, PresenceUser, PublishResult
 
 from .conftest import EngineFactory
-from .helpers import MS
+from .helpers import MS, TIMEOUT
 
 
 class Recorder:
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self._arrived = asyncio.Event()
 
     def __call__(self, event: Event) -> None:
         self.events.append(event)
+        self._arrived.set()
 
     def messages(self) -> list[Message]:
         return [e for e in self.events if isinstance(e, Message)]
@@ -26,11 +28,15 @@ class Recorder:
     def presence(self) -> list[PresenceEvent]:
         return [e for e in self.events if isinstance(e, PresenceEvent)]
 
-    async def wait_messages(self, count: int, timeout: float = 5.0) -> list[Message]:
+    async def wait_messages(self, count: int, timeout: float = TIMEOUT) -> list[Message]:
         """Wait until ``count`` messages arrived (an engine may deliver after publish returns)."""
-        async with asyncio.timeout(timeout):
+
+        async def arrivals() -> None:
             while len(self.messages()) < count:
-                await asyncio.sleep(0.005)
+                self._arrived.clear()
+                await self._arrived.wait()
+
+        await asyncio.wait_for(arrivals(), timeout)
         return self.messages()
 
 

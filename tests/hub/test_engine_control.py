@@ -9,10 +9,23 @@ from openline.hub.backends.base import Control, Engine
 from .helpers import TIMEOUT
 
 
-async def received(seen: list[bytes], count: int) -> list[bytes]:
+class Seen(list[bytes]):
+    """Payloads received by a control callback (``seen.append``), with an event per arrival."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = asyncio.Event()
+
+    def append(self, payload: bytes) -> None:
+        super().append(payload)
+        self.arrived.set()
+
+
+async def received(seen: Seen, count: int) -> list[bytes]:
     async def wait() -> None:
         while len(seen) < count:
-            await asyncio.sleep(0.001)
+            seen.arrived.clear()
+            await seen.arrived.wait()
 
     await asyncio.wait_for(wait(), TIMEOUT)
     return seen
@@ -20,8 +33,8 @@ async def received(seen: list[bytes], count: int) -> list[bytes]:
 
 async def test_control_payloads_reach_every_control_callback(engine: Engine) -> None:
     assert isinstance(engine, Control)
-    first: list[bytes] = []
-    second: list[bytes] = []
+    first = Seen()
+    second = Seen()
     await engine.subscribe_control(first.append)
     await engine.subscribe_control(first.append)  # twice: once
     await engine.subscribe_control(second.append)

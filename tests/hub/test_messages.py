@@ -11,7 +11,7 @@ from openline.hub import Credentials, Hub, Identity, PublishResult
 from openline.hub.backends.base import Engine, HistoryResult
 
 from .conftest import EngineFactory
-from .helpers import MS, run_hub, wait_for
+from .helpers import MS, TIMEOUT, run_hub, wait_for
 
 
 def offsets(messages: list[dict[str, Any]]) -> list[int]:
@@ -302,19 +302,44 @@ async def test_a_restarted_engine_yields_a_new_epoch_and_a_gap(make_engine: Engi
 # --- races between history and live delivery --------------------------------------------
 
 
+class Progress:
+    """How far a publishing task got, to wait for a count rather than for a time."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = asyncio.Event()
+
+    def reach(self, count: int) -> None:
+        self.count = count
+        self._changed.set()
+
+    async def wait(self, count: int) -> None:
+        async def progress() -> None:
+            while self.count < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(progress(), TIMEOUT)
+
+
 class SlowHistory:
     """An engine whose history reads take a while: publishes land on both sides of them."""
 
     def __init__(self, engine: Engine, delay: float) -> None:
         self._engine = engine
         self._delay = delay
+        #: Set when a history read starts, and once it has read the store.
+        self.entered = asyncio.Event()
+        self.read = asyncio.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
     async def history(self, ch: str, **kwargs: Any) -> HistoryResult:
+        self.entered.set()
         await asyncio.sleep(self._delay)  # published now: delivered live and in history
         result = await self._engine.history(ch, **kwargs)
+        self.read.set()
         await asyncio.sleep(self._delay)  # published now: delivered live only
         return result
 
@@ -366,19 +391,21 @@ async def test_a_subscriber_joining_mid_stream_gets_each_later_message_once(
     slow = SlowHistory(engine, 3 * MS)
     async with run_hub(slow) as running:
         stop = asyncio.Event()
+        published = Progress()
 
         async def publish_until_stopped() -> None:
             n = 0
             while not stop.is_set():
                 await running.hub.publish("race", n)
                 n += 1
-                await asyncio.sleep(0.2 * MS)
+                published.reach(n)
+                await asyncio.sleep(0.2 * MS)  # pacing, not waiting for anything
 
         publisher = asyncio.create_task(publish_until_stopped())
-        await asyncio.sleep(5 * MS)
+        await published.wait(10)  # the stream is flowing
         readers = [await running.client() for _ in range(3)]
         starts = [(await reader.subscribe("race"))["offset"] for reader in readers]
-        await asyncio.sleep(20 * MS)
+        await published.wait(max(starts) + 50)  # live messages after every subscribe
         stop.set()
         await publisher
         last = (await running.hub.publish("race", "end")).offset
@@ -549,22 +576,24 @@ async def test_subscribers_ahead_of_a_lagging_feed_get_each_message_once(
         first = await running.client()
         start = await first.subscribe("room")
         stop = asyncio.Event()
+        published = Progress()
 
         async def publish_until_stopped() -> None:
             n = 0
             while not stop.is_set():
                 await running.hub.publish("room", n)
                 n += 1
-                await asyncio.sleep(MS)
+                published.reach(n)
+                await asyncio.sleep(MS)  # pacing, not waiting for anything
 
         publisher = asyncio.create_task(publish_until_stopped())
-        await asyncio.sleep(15 * MS)
+        await published.wait(10)
         # History is ahead of the live feed now: this subscriber must skip what it replays.
         late = await running.client()
         since = {"epoch": start["epoch"], "offset": 0}
         subscribed = await late.subscribe("room", since=since)
         assert subscribed["recovered"] is True
-        await asyncio.sleep(15 * MS)
+        await published.wait(subscribed["offset"] + 10)  # and more while it is live
         stop.set()
         await publisher
         last = (await running.hub.publish("room", "end")).offset

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import pytest
 
-from ..timing import MS
+from ..timing import MS as MS  # re-exported: the tests of this package import it from here
 
 #: The values of openline's ``compression`` argument.
 Compression = Literal["deflate"] | None

@@ -29,7 +29,7 @@ from openline.asyncio.backoff import Backoff
 from openline.hub import Client
 from openline.hub.events import ClientEvent
 
-from ..timing import MS
+from ..timing import MS as MS  # re-exported: the tests of this package import it from here
 
 #: A bound for waits that should end quickly but mustn't hang the suite.
 TIMEOUT = 20000 * MS

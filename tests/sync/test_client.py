@@ -15,6 +15,7 @@ from openline.exceptions import (
     InvalidStatus,
     InvalidURI,
 )
+from openline.protocol import State
 
 from ..timing import MS
 from .conftest import TIMEOUT, Peer
@@ -47,6 +48,7 @@ def test_client_exposes_the_handshake_and_addresses(peer: Peer) -> None:
         assert ws.remote_address == ("127.0.0.1", peer.port)
         assert ws.local_address[0] == "127.0.0.1"
         assert ws.close_code is None and ws.close_reason is None
+        assert ws.state is State.OPEN and ws.id.version == 4
 
 
 def test_iteration_ends_on_a_normal_close(peer: Peer) -> None:
@@ -96,6 +98,7 @@ def test_recv_rejects_a_negative_timeout(peer: Peer) -> None:
 
 def test_ping_returns_a_future_of_the_latency(peer: Peer) -> None:
     with dial(peer, "/echo") as ws:
+        ws.pong(b"unsolicited")  # a heartbeat the server ignores
         latency = ws.ping(b"abcd").result(TIMEOUT)
         assert isinstance(latency, float) and latency >= 0
 

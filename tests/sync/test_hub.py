@@ -10,7 +10,19 @@ import pytest
 
 import openline.sync.hub
 from openline.exceptions import HubError, InvalidStatus
-from openline.hub import Ack, ClientClosed, Credentials, Gap, Identity, Presence, Publication
+from openline.hub import (
+    Ack,
+    ClientClosed,
+    Connected,
+    Credentials,
+    Disconnected,
+    Gap,
+    Identity,
+    Presence,
+    Publication,
+    Reconnecting,
+    StateChange,
+)
 
 from ..timing import MS
 from .conftest import TIMEOUT, HubNode
@@ -75,6 +87,27 @@ def test_presence_counts_the_subscribers(node: HubNode) -> None:
         assert isinstance(snapshot, Presence)
         assert snapshot.count == 2
         assert snapshot.members is not None and set(snapshot.members) == {"alice", "bob"}
+
+
+def test_state_reaches_presence_subscribers_and_unsubscribing_ends_the_iteration(
+    node: HubNode,
+) -> None:
+    with connect(node) as alice, connect(node, token="bob") as bob:
+        assert alice.client_id is not None and alice.client_id != bob.client_id
+        room = alice.subscribe("room", presence=True, timeout=TIMEOUT)
+        theirs = bob.subscribe("room", timeout=TIMEOUT)
+        bob.set_state("room", {"typing": True})
+        for _ in range(10):  # a snapshot and bob's join may come first
+            item = room.get(timeout=TIMEOUT)
+            if isinstance(item, StateChange):
+                break
+        assert isinstance(item, StateChange)
+        assert (item.user, item.state) == ("bob", {"typing": True})
+        assert room.members["bob"].state == {"typing": True}
+        alice.unsubscribe("room")
+        assert all(not isinstance(item, Publication) for item in room)  # it ends
+        theirs.unsubscribe()
+        assert list(theirs) == []
 
 
 def test_threads_publish_through_one_client(node: HubNode) -> None:
@@ -200,6 +233,23 @@ def test_closing_ends_the_iteration_and_fails_pending_calls(node: HubNode) -> No
     assert not any(isinstance(item, Gap) for item in seen)
     with pytest.raises(ClientClosed):
         client.publish("room", "too late", timeout=TIMEOUT)
+
+
+def test_events_report_the_disconnection_and_the_redial(node: HubNode) -> None:
+    with connect(node) as client:
+        events = client.events()
+        node.stop()
+        assert isinstance(next(events), Disconnected)
+        node.start()
+        kinds = []
+        for event in events:  # Reconnecting for each refused dial, then Connected
+            kinds.append(type(event))
+            if isinstance(event, Connected):
+                break
+        assert kinds[-1] is Connected and set(kinds[:-1]) <= {Reconnecting}
+    # Closing ends the iteration, after reporting the disconnection itself.
+    rest = list(events)
+    assert all(isinstance(event, Disconnected) and event.code == 1000 for event in rest)
 
 
 def test_blocking_calls_from_the_loop_thread_are_refused(node: HubNode) -> None:

@@ -36,6 +36,8 @@ OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 FIN, RSV1, MASKED = 0x80, 0x40, 0x80
 
+#: The fixed masking key of the frames the load generator sends: masking costs the
+#: same whatever the key, and a fixed one lets frames be built once.
 MASK_KEY = b"\x5a\xc3\x3c\xa5"
 #: A fan-out message starts with its sequence number.
 SEQ = struct.Struct(">Q")

@@ -278,6 +278,7 @@ class ServerUnsubscribed:
     ch: str
 
 
+#: Everything the client reports on ``events()`` and to ``on_event``.
 ClientEvent = (
     Connected
     | Disconnected

@@ -124,6 +124,7 @@ class Token:
     rid: Rid = None
 
 
+#: A parsed client message, one class per message type.
 Request = Subscribe | Unsubscribe | Publish | SetState | GetPresence | Ping | Token
 
 #: Longest token a ``token`` message may carry, in characters.

@@ -40,7 +40,9 @@ class Opcode(enum.IntEnum):
     PONG = 0xA
 
 
+#: Opcodes of data frames (RFC 6455, section 5.6).
 DATA_OPCODES = frozenset((Opcode.CONT, Opcode.TEXT, Opcode.BINARY))
+#: Opcodes of control frames (RFC 6455, section 5.5).
 CONTROL_OPCODES = frozenset((Opcode.CLOSE, Opcode.PING, Opcode.PONG))
 _OPCODES = {int(op): op for op in Opcode}
 

@@ -111,6 +111,11 @@ def build_subprotocols(subprotocols: Sequence[str]) -> str:
 
 
 def check_token(value: str, what: str) -> str:
+    """Return ``value`` if it is an RFC 9110 token (section 5.6.2).
+
+    Raises:
+        ValueError: It isn't; the message starts with ``what``.
+    """
     if not _TOKEN_RE.fullmatch(value):
         raise ValueError(f"{what} isn't a token: {value!r}")
     return value

@@ -33,6 +33,7 @@ c_encode_frame: Callable[[int, bytes | bytearray | memoryview, bytes | None], by
 if os.environ.get(ENV_VAR, "") not in ("", "0"):
     from ._mask import apply_mask
 
+    #: Whether the compiled accelerator ``_speedups`` is in use.
     SPEEDUPS = False
     parse_frames = c_encode_frame = None
 else:

@@ -11,6 +11,8 @@ import codecs
 
 __all__ = ["IncrementalUtf8Decoder", "decode_utf8"]
 
+#: The standard library's incremental UTF-8 decoder, which fails at the first bad
+#: byte; see :func:`decode_chunk` for the one case where it waits.
 IncrementalUtf8Decoder = codecs.getincrementaldecoder("utf-8")
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import hub as _hub
 from ..hub import Ack, ClientClosed, Presence
-from ..hub.events import Item, Member
+from ..hub.events import ClientEvent, Item, Member
 from ._loop import run, within
 
 __all__ = ["Client", "Subscription", "connect"]
@@ -99,6 +99,23 @@ class Client:
     def user(self) -> str | None:
         """Who the hub says we are."""
         return self._client.user
+
+    def events(self) -> Iterator[ClientEvent]:
+        """Iterate over the client's events from now on, until it closes or stops.
+
+        Each call returns a new iterator with its own queue of ``max_events``
+        (the oldest are dropped beyond). Only one thread may wait on an iterator.
+        """
+        stream = self._client.events()
+
+        def following() -> Iterator[ClientEvent]:
+            while True:
+                try:
+                    yield run(stream.__anext__)
+                except StopAsyncIteration:
+                    return
+
+        return following()
 
     def close(self) -> None:
         """Close the connection and stop; pending calls raise ``ClientClosed``."""
