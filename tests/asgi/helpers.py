@@ -14,8 +14,8 @@ from openline.asyncio.client import connect
 from openline.exceptions import InvalidStatus
 from openline.hub import Client
 from openline.hub.asgi import ASGIApp
-from openline.hub.events import ClientEvent, Item, Publication
 from openline.hub.client import Subscription
+from openline.hub.events import ClientEvent, Item, Publication
 from tests.hub.helpers import MS, TIMEOUT
 
 FAST: dict[str, Any] = dict(

@@ -62,13 +62,16 @@ async def test_client_subscribes_publishes_and_gets_acks(server_kind: str) -> No
 async def test_a_broadcast_reaches_every_subscriber_in_order(server_kind: str) -> None:
     hub = Hub()
     app, _ = starlette_app(hub)
-    async with serving(server_kind, app) as server:
-        async with hub_client(server.url("/ws")) as one, hub_client(server.url("/ws")) as two:
-            subs = [await one.subscribe("news"), await two.subscribe("news")]
-            for n in range(50):
-                await hub.publish("news", n)
-            for sub in subs:
-                assert [(await next_publication(sub)).data for _ in range(50)] == list(range(50))
+    async with (
+        serving(server_kind, app) as server,
+        hub_client(server.url("/ws")) as one,
+        hub_client(server.url("/ws")) as two,
+    ):
+        subs = [await one.subscribe("news"), await two.subscribe("news")]
+        for n in range(50):
+            await hub.publish("news", n)
+        for sub in subs:
+            assert [(await next_publication(sub)).data for _ in range(50)] == list(range(50))
 
 
 async def test_the_hub_app_alone_runs_its_own_lifespan(server_kind: str) -> None:
@@ -88,7 +91,9 @@ async def test_plain_http_gets_426(server_kind: str) -> None:
         status, headers, body = await http_get(server.port, "/")
     assert status == 426
     assert headers["upgrade"] == ["websocket"]
-    assert body == b"this is an openline hub: connect with WebSocket and the openline.v1 subprotocol\n"
+    assert body == (
+        b"this is an openline hub: connect with WebSocket and the openline.v1 subprotocol\n"
+    )
 
 
 def authenticate(credentials: Credentials) -> Identity | None:
