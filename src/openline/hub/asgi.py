@@ -246,6 +246,11 @@ async def serve_lifespan(hubs: Iterable[Hub], receive: Receive, send: Send) -> N
             return
         await send({"type": "lifespan.startup.complete"})
         await receive()  # lifespan.shutdown
+        try:
+            await stack.aclose()
+        except Exception as exc:
+            await send({"type": "lifespan.shutdown.failed", "message": f"openline hub: {exc}"})
+            return
     await send({"type": "lifespan.shutdown.complete"})
 
 
