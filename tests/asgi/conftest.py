@@ -20,6 +20,8 @@ import pytest
 from openline.hub.asgi import ASGIApp
 
 SERVERS = ["uvicorn", "hypercorn"]
+#: uvicorn with openline's WebSocket engine: the hub app's fast path.
+OPENLINE_ENGINE = "uvicorn+openline"
 
 
 def listening_socket(port: int = 0) -> socket.socket:
@@ -43,11 +45,13 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def _uvicorn(app: ASGIApp, sock: socket.socket, root_path: str) -> AsyncIterator[None]:
+async def _uvicorn(
+    app: ASGIApp, sock: socket.socket, root_path: str, ws: str = "auto"
+) -> AsyncIterator[None]:
     import uvicorn
 
     config = uvicorn.Config(
-        app, lifespan="on", log_config=None, log_level="warning", root_path=root_path
+        app, lifespan="on", log_config=None, log_level="warning", root_path=root_path, ws=ws
     )
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
@@ -84,9 +88,14 @@ async def serving(
 ) -> AsyncIterator[Running]:
     """Serve ``app`` with the server ``kind`` until the block ends."""
     sock = listening_socket(port)
-    server = _uvicorn if kind == "uvicorn" else _hypercorn
     try:
-        async with server(app, sock, root_path):
+        if kind == OPENLINE_ENGINE:
+            context = _uvicorn(app, sock, root_path, "openline.uvicorn:WebSocketProtocol")
+        elif kind == "uvicorn":
+            context = _uvicorn(app, sock, root_path)
+        else:
+            context = _hypercorn(app, sock, root_path)
+        async with context:
             yield Running(kind, sock.getsockname()[1])
     finally:
         sock.close()
