@@ -60,7 +60,7 @@ def from_django_session(credentials: Credentials) -> Identity | None:
 def requested(kind: str, target: str) -> str:
     # uvicorn takes --root-path as stripped by a proxy in front (the client asks for
     # /ws and the app sees /app/ws); hypercorn as part of the path the client asks for.
-    return target if kind == "uvicorn" else ROOT + target
+    return target if kind.startswith("uvicorn") else ROOT + target
 
 
 @pytest.fixture(autouse=True)
