@@ -9,7 +9,9 @@ Runs, one after the other, in this process:
 * ``serve``: ``hub.serve()``, openline's own server (the fast path's code);
 * ``uvicorn``: ``hub.asgi()`` under uvicorn's default WebSocket engine (the
   plain path), permessage-deflate off on both sides;
-* ``hypercorn``: the same under hypercorn.
+* ``hypercorn``: the same under hypercorn;
+* ``uvicorn+openline``: ``hub.asgi()`` under uvicorn with openline's engine
+  (the fast path), where ``openline.uvicorn`` exists.
 
 The subscribers run in a child process; the hub, the server and the publishing
 share this one, on one core, like a server process does. The numbers compare
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import socket
@@ -37,6 +40,8 @@ from openline.hub import Hub
 
 #: Seconds any single run may take.
 TIMEOUT = 120.0
+#: uvicorn with openline's WebSocket engine: the hub app's fast path, where it exists.
+FAST_PATH = "uvicorn+openline"
 
 
 @contextlib.asynccontextmanager
@@ -52,11 +57,16 @@ async def served(kind: str, hub: Hub) -> AsyncIterator[int]:
     sock.setblocking(False)
     stop = asyncio.Event()
     task: asyncio.Future[Any]
-    if kind == "uvicorn":
+    if kind.startswith("uvicorn"):
         import uvicorn
 
+        engine = "openline.uvicorn:WebSocketProtocol" if kind == FAST_PATH else "auto"
         config = uvicorn.Config(
-            hub.asgi(), log_config=None, log_level="warning", ws_per_message_deflate=False
+            hub.asgi(),
+            log_config=None,
+            log_level="warning",
+            ws=engine,
+            ws_per_message_deflate=False,
         )
         server = uvicorn.Server(config)
         task = asyncio.ensure_future(server.serve(sockets=[sock]))
@@ -72,7 +82,7 @@ async def served(kind: str, hub: Hub) -> AsyncIterator[int]:
     try:
         yield sock.getsockname()[1]
     finally:
-        if kind == "uvicorn":
+        if kind.startswith("uvicorn"):
             server.should_exit = True
         stop.set()
         await asyncio.wait_for(task, TIMEOUT)
@@ -154,7 +164,10 @@ async def main() -> None:
         return
     results: dict[str, list[float]] = {}
     for _ in range(args.repeat):
-        for kind in ("serve", "uvicorn", "hypercorn"):
+        kinds = ["serve", "uvicorn", "hypercorn"]
+        if importlib.util.find_spec("openline.uvicorn") is not None:
+            kinds.append(FAST_PATH)
+        for kind in kinds:
             rate = await run(kind, args.subscribers, args.messages, args.size)
             results.setdefault(kind, []).append(rate)
     base = statistics.median(results["serve"])
