@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import django
@@ -9,21 +10,13 @@ import pytest
 from django.conf import settings
 
 if not settings.configured:
-    settings.configure(
-        SECRET_KEY="a test secret, not a real one",
-        ROOT_URLCONF=__name__,
-        ALLOWED_HOSTS=["127.0.0.1"],
-        INSTALLED_APPS=["django.contrib.sessions"],
-        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
-        # Sessions in a signed cookie: no database for the test.
-        SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
-        USE_TZ=True,
-    )
+    settings.configure(SECRET_KEY="a test secret, not a real one", USE_TZ=True)
     django.setup()
 
 from django.contrib.sessions.backends.signed_cookies import SessionStore
 from django.core.asgi import get_asgi_application
 from django.http import HttpRequest, HttpResponse
+from django.test.utils import override_settings
 from django.urls import path
 
 from openline.hub import Credentials, Hub, Identity
@@ -64,8 +57,17 @@ def requested(kind: str, target: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def clear_seen() -> None:
+def django_settings() -> Iterator[None]:
+    """This module's URLs and sessions, whoever configured Django in this process first."""
     seen.clear()
+    with override_settings(
+        ROOT_URLCONF=__name__,
+        ALLOWED_HOSTS=["127.0.0.1"],
+        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
+        # Sessions in a signed cookie: no database for the test.
+        SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
+    ):
+        yield
 
 
 async def test_the_hub_and_django_share_one_server(server_kind: str) -> None:
