@@ -174,7 +174,7 @@ async def main() -> None:
     print(f"{args.subscribers} subscribers x {args.messages} messages of {args.size} bytes")
     for kind, rates in results.items():
         median = statistics.median(rates)
-        print(f"{kind:10} {median:12,.0f} deliveries/s  ({median / base:.2f} x serve)")
+        print(f"{kind:17} {median:12,.0f} deliveries/s  ({median / base:.2f} x serve)")
 
 
 if __name__ == "__main__":
