@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -86,3 +87,48 @@ def test_the_request_is_rebuilt_from_the_scope() -> None:
     # Without raw_path, the decoded path is quoted back.
     request = request_from_scope({"path": "/a b", "headers": []})
     assert request.path == "/a%20b"
+
+
+class GatedSend:
+    """An ASGI ``send`` that holds ``websocket.send`` events until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.sent: list[dict[str, Any]] = []
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            await self.gate.wait()
+        self.sent.append(message)
+
+
+async def test_a_reply_waits_for_room_in_the_queue() -> None:
+    send = GatedSend()
+    ws = AsgiLink(never, send, Request("/", Headers()), None, write_limit=(100, 10))
+    ws.start()
+    with pytest.raises(RuntimeError, match="started already"):
+        ws.start()
+    ws.send_payload_nowait(b"x" * 200, text=False)
+    replied = asyncio.ensure_future(Broadcast(b"reply", text=True).send(ws))
+    await asyncio.sleep(0)
+    assert not replied.done()  # 205 bytes queued, above the high mark
+    send.gate.set()
+    await asyncio.wait_for(replied, 5)
+    await ws.close(1000, "é" * 100)  # a reason longer than a close frame holds
+    await ws.finish()
+    assert send.sent[0] == {"type": "websocket.send", "bytes": b"x" * 200}
+    assert send.sent[1] == {"type": "websocket.send", "text": "reply"}
+    close = send.sent[2]
+    assert (close["type"], close["code"]) == ("websocket.close", 1000)
+    assert close["reason"] == "é" * 61  # 122 bytes: a whole character fits no more
+
+
+async def test_a_close_stuck_behind_a_blocked_send_aborts() -> None:
+    send = GatedSend()
+    ws = AsgiLink(never, send, Request("/", Headers()), None, close_timeout=0.01)
+    ws.start()
+    ws.send_payload_nowait(b"never taken", text=True)
+    await ws.close(1000, "bye")
+    await ws.finish()
+    # The queued message was dropped; the close went out as an abort's.
+    assert send.sent == [{"type": "websocket.close", "code": 1013, "reason": "slow consumer"}]
