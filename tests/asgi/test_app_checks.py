@@ -8,6 +8,7 @@ uvicorn and hypercorn.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from typing import Any
 
 import pytest
@@ -79,3 +80,10 @@ async def test_running_twice_at_once_is_refused() -> None:
 def test_a_raw_path_with_a_space_is_quoted() -> None:
     request = request_from_scope({"raw_path": b"/a b", "query_string": b"x=1", "headers": []})
     assert request.path == "/a%20b?x=1"
+
+
+def test_the_public_names_are_exported() -> None:
+    for module in ("asgi", "asgi_link", "peer"):
+        imported = importlib.import_module(f"openline.hub.{module}")
+        for name in imported.__all__:
+            assert hasattr(imported, name), (module, name)

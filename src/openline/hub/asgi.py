@@ -50,12 +50,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONNECTION_EXTENSION",
+    "HTTP_RESPONSE_EXTENSION",
     "ASGIApp",
     "HubApp",
     "Router",
     "refusal_code",
     "request_from_scope",
     "route",
+    "serve_lifespan",
 ]
 
 Scope = MutableMapping[str, Any]
