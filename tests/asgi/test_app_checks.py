@@ -7,12 +7,15 @@ uvicorn and hypercorn.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import importlib
+import pathlib
 from typing import Any
 
 import pytest
 
+import openline.hub
 from openline.hub import Hub
 from openline.hub.asgi import HubApp, refusal_code, request_from_scope, route
 
@@ -87,3 +90,20 @@ def test_the_public_names_are_exported() -> None:
         imported = importlib.import_module(f"openline.hub.{module}")
         for name in imported.__all__:
             assert hasattr(imported, name), (module, name)
+
+
+FRAMEWORKS = {"starlette", "fastapi", "django", "uvicorn", "hypercorn", "asgiref"}
+
+
+def test_the_hub_imports_no_web_framework_nor_server() -> None:
+    hub_package = pathlib.Path(openline.hub.__file__).parent
+    for path in sorted(hub_package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in FRAMEWORKS, f"{path.name} imports {name}"
