@@ -26,7 +26,7 @@ What the client does on its own, so that the application doesn't have to:
   wins); it also keeps proxies from cutting an idle line.
 * **Resumes** every subscription after a redial from its last ``(epoch, offset)``,
   drops what it has seen already (by offset, in case the hub resends), and
-  reports a :class:`~openline.hub.events.Gap` where history fell short.
+  reports a :class:`~openline.hub.client.events.Gap` where history fell short.
 * **Queues publishes** while offline, in order, each with a unique client
   message id so that the hub stores a retried one once; at most ``max_queue``
   publishes wait for their ack, further ``publish()`` calls wait for room.
@@ -51,13 +51,15 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from ..asyncio.backoff import Classifier, Classify, Schedule
-from ..asyncio.client import ClientConnection, connect
-from ..asyncio.config import check_count, check_timeout
-from ..exceptions import ClientClosed, ConnectionClosed, HubError, RequestError
-from ..protocol.connection import State
-from ..protocol.http11 import Headers, HeadersLike
-from ..typing import LoggerLike
+from ...asyncio.backoff import Classifier, Classify, Schedule
+from ...asyncio.client import ClientConnection, connect
+from ...asyncio.config import check_count, check_timeout
+from ...exceptions import ClientClosed, ConnectionClosed, HubError, RequestError
+from ...protocol.connection import State
+from ...protocol.http11 import Headers, HeadersLike
+from ...typing import LoggerLike
+from ..policy import POLICY, Pacer, PolicyBackoff
+from ..wire import MAX_ID_LENGTH, SUBPROTOCOL
 from .events import (
     Ack,
     ClientEvent,
@@ -70,10 +72,8 @@ from .events import (
     ServerSubscribed,
     ServerUnsubscribed,
 )
-from .policy import POLICY, Pacer, PolicyBackoff
 from .subscription import Subscription, parse_presence
 from .token_source import GetToken, fetch_token, with_token_codes
-from .wire import MAX_ID_LENGTH, SUBPROTOCOL
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
@@ -186,7 +186,7 @@ class Client:
 
     Use as ``async with Client(uri) as client:``; see the module docstring for
     what it does by itself. Everything it tells the application comes as
-    :mod:`~openline.hub.events`: items on each :class:`Subscription`, and
+    :mod:`~openline.hub.client.events`: items on each :class:`Subscription`, and
     connection events on :meth:`events` and ``on_event``.
 
     Args:
@@ -237,7 +237,7 @@ class Client:
             so that flushing a long offline queue is never refused. ``False``
             sends as fast as the application asks; the hub's ``rate_limited``
             refusals then pace the retries.
-        on_event: Called with every :data:`~openline.hub.events.ClientEvent`, at
+        on_event: Called with every :data:`~openline.hub.client.events.ClientEvent`, at
             once and synchronously; its exceptions are logged.
         logger: Where to log; ``openline.hub.client`` by default. One INFO line
             per redial.
@@ -528,7 +528,7 @@ class Client:
 
         State is ephemeral: while offline, it is dropped. The hub throttles
         updates, and expires the state unless it is set again; others see it
-        as :class:`~openline.hub.events.StateChange` items.
+        as :class:`~openline.hub.client.events.StateChange` items.
 
         Raises:
             ValueError: Not subscribed to ``ch``.
