@@ -69,7 +69,7 @@ from .presence import StateThrottle
 from .publisher import store
 from .refresh import TokenClock
 from .server_api import DEFAULT_HISTORY_LIMIT, ServerAPI
-from .session import Hold, Session, Subscription
+from .session import Hold, Membership, Session
 from .wire import SUBPROTOCOL, RequestError
 
 __all__ = ["Hub"]
@@ -625,7 +625,7 @@ class Hub:
             raise RequestError("forbidden", "subscribe refused", rid=rid, ch=ch)
         if request.presence and not await self._allowed(session, "presence", ch):
             raise RequestError("forbidden", "presence refused", rid=rid, ch=ch)
-        session.subs[ch] = Subscription(request.presence)
+        session.subs[ch] = Membership(request.presence)
         try:
             await self._start_subscription(session, request)
         except BaseException:
@@ -684,7 +684,7 @@ class Hub:
         """Subscribe a session because server code asked (no hook, no limit, no rid)."""
         if ch in session.subs or session.closing:
             return
-        session.subs[ch] = Subscription(False)
+        session.subs[ch] = Membership(False)
         try:
             await self._start_subscription(session, wire.Subscribe(ch))
         except BackendUnavailable:
