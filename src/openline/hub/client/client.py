@@ -54,6 +54,7 @@ from typing import Any
 from ...asyncio.backoff import Classifier, Classify, Schedule
 from ...asyncio.client import ClientConnection, connect
 from ...asyncio.config import check_count, check_timeout
+from ...asyncio.redial import Redialer
 from ...exceptions import ClientClosed, ConnectionClosed, HubError, RequestError
 from ...protocol.connection import State
 from ...protocol.http11 import Headers, HeadersLike
@@ -571,37 +572,43 @@ class Client:
             self._stop(exc)
 
     async def _redial(self) -> None:
-        schedule = self._schedule
+        redialer = Redialer(
+            self._schedule, self._dial_next, on_retry=self._retrying, stopped=self._is_closing
+        )
+        error: Exception | None = None
         while True:
-            schedule.dialled()
-            attempt = schedule.attempts
             try:
-                ws = await self._dial()
-            except Exception as exc:
-                error = exc
-            else:
-                schedule.opened(time.monotonic())
-                error = await self._serve(ws, attempt)
-                schedule.closed(time.monotonic())
-            # Whatever ended it, the next dial tries the next node (with one URI, the same).
-            self._next_dialer = (self._next_dialer + 1) % len(self._dialers)
-            if self._closing:
-                return
-            try:
-                delay = schedule.next_delay(error)
-            except Exception as exc:
+                ws = await redialer.next(error)
+            except Exception as exc:  # the classifier's verdict
                 self._stop(exc)
                 return
-            self._logger.info(
-                "hub connection %s: %s; redialling in %.3f s (attempt %d)",
-                "lost" if isinstance(error, (ConnectionClosed, _DeadLine)) else "failed",
-                str(error) or type(error).__name__,
-                delay,
-                schedule.attempts + 1,
-            )
-            self._report(Reconnecting(schedule.attempts + 1, delay, error))
-            self._set_ready()
-            await asyncio.sleep(delay)
+            if ws is None:
+                return
+            error = await self._serve(ws, redialer.attempt)
+
+    def _is_closing(self) -> bool:
+        return self._closing
+
+    def _retrying(self, error: Exception, delay: float, was_open: bool) -> None:
+        """Say that the connection is lost or failed, and that the next dial waits ``delay``."""
+        attempt = self._schedule.attempts + 1
+        self._logger.info(
+            "hub connection %s: %s; redialling in %.3f s (attempt %d)",
+            "lost" if isinstance(error, (ConnectionClosed, _DeadLine)) else "failed",
+            str(error) or type(error).__name__,
+            delay,
+            attempt,
+        )
+        self._report(Reconnecting(attempt, delay, error))
+        self._set_ready()
+
+    async def _dial_next(self) -> ClientConnection:
+        """Dial the next node; whatever comes of it, the next dial tries the one after."""
+        try:
+            return await self._dial()
+        finally:
+            # With one URI, the same one.
+            self._next_dialer = (self._next_dialer + 1) % len(self._dialers)
 
     def _dialer(self, uri: str, headers: Headers) -> connect:
         return connect(
