@@ -11,7 +11,7 @@ What may come out, from the code's docstrings:
   ``InvalidMessage`` for bad syntax). An error in a prefix of the head is the
   same kind of error in the whole head ("any way of splitting the bytes gives
   the same error").
-* ``ServerHandshake.process_request`` (``protocol/handshake.py``): never
+* ``ServerHandshake.process_request`` (``protocol/handshake/server.py``): never
   raises for a parsed request (only ``ValueError`` from a misbehaving
   ``select_subprotocol`` hook, which this harness doesn't pass). It answers
   with a status of :data:`SERVER_STATUSES`, a 101 exactly when it negotiated,

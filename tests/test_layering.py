@@ -71,7 +71,7 @@ def _dependencies(module: str) -> set[str]:
     """
     path = MODULES[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
@@ -157,3 +157,86 @@ def test_no_import_cycles_in_the_package() -> None:
         for cycle in cycles
     ]
     assert not cycles, "import cycles (module (its imports within the cycle)):\n" + "\n".join(shown)
+
+
+# --- layers: the arrows of docs/architecture.md --------------------------------------------
+
+ARCHITECTURE = pathlib.Path(__file__).parents[1] / "docs" / "architecture.md"
+LAYERS_MARKER = "<!-- layers, lowest first: tests/test_layering.py reads this list -->"
+
+
+def _layers() -> list[list[str]]:
+    """The numbered list after the marker in docs/architecture.md: one layer per line."""
+    text = ARCHITECTURE.read_text()
+    assert LAYERS_MARKER in text, "docs/architecture.md lost its list of layers"
+    layers = []
+    for line in text.split(LAYERS_MARKER, 1)[1].strip().splitlines():
+        number, dot, names = line.partition(". ")
+        if not dot or not number.isdigit():
+            break
+        layers.append([name.strip(" `") for name in names.split(",")])
+    return layers
+
+
+LAYERS = _layers()
+
+
+def _layer(module: str) -> int | None:
+    """The index of the layer a module belongs to: the one naming it or its package.
+
+    The package root (``openline``) is matched only by its own name, so that a new
+    top-level module must be given a layer in the doc.
+    """
+    found = None
+    length = -1
+    for index, names in enumerate(LAYERS):
+        for name in names:
+            matches = module == name or (name != "openline" and module.startswith(name + "."))
+            if matches and len(name) > length:
+                found, length = index, len(name)
+    return found
+
+
+def test_the_doc_lists_the_layers_in_order() -> None:
+    top = [names[0] for names in LAYERS]
+    assert top[:5] == [
+        "openline.typing",
+        "openline.protocol",
+        "openline.asyncio",
+        "openline.hub",
+        "openline.web",
+    ]
+    assert "openline.cli" in LAYERS[-1]
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_module_has_a_layer(module: str) -> None:
+    assert _layer(module) is not None, f"{module} belongs to no layer of docs/architecture.md"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_a_module_imports_only_its_layer_and_those_below(module: str) -> None:
+    own = _layer(module)
+    assert own is not None
+    upward = sorted(
+        f"{name} (layer {_layer(name)})" for name in GRAPH[module] if (_layer(name) or 0) > own
+    )
+    assert not upward, f"{module} (layer {own}) imports from above: {', '.join(upward)}"
+
+
+def test_the_layer_check_sees_relative_imports() -> None:
+    # web/app.py imports the hub with `from ..hub.auth import ...`: a relative
+    # import that crosses a layer, seen as a dependency on openline.hub.auth.
+    assert "openline.hub.auth" in GRAPH["openline.web.app"]
+    hub = _layer("openline.hub")
+    assert hub is not None
+    assert _layer("openline.hub.auth") == hub
+    assert _layer("openline.web.app") == hub + 1
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_only_the_command_line_imports_the_benchmarks(module: str) -> None:
+    if module.startswith(("openline.bench", "openline.cli")):
+        return
+    bench = sorted(name for name in GRAPH[module] if name.startswith("openline.bench"))
+    assert not bench, f"{module} imports {', '.join(bench)}"

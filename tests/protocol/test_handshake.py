@@ -1318,7 +1318,7 @@ def _is_canonical_key(key: str) -> bool:
 def test_key_check_matches_the_base64_definition() -> None:
     import random
 
-    from openline.protocol.handshake import _is_valid_key
+    from openline.protocol.handshake.common import _is_valid_key
 
     rng = random.Random(6455)
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="

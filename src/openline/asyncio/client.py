@@ -12,7 +12,6 @@ import asyncio
 import base64
 import socket
 import ssl as ssl_module
-import time
 from collections.abc import Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal
@@ -37,6 +36,7 @@ from .config import (
     check_timeout,
 )
 from .connection import Connection
+from .redial import Redialer
 
 __all__ = ["ClientConnection", "Redial", "connect"]
 
@@ -349,11 +349,11 @@ class Redial:
     the caller kept.
     """
 
-    __slots__ = ("_connect", "_schedule", "_ws")
+    __slots__ = ("_connect", "_redialer", "_ws")
 
     def __init__(self, connect: connect) -> None:
         self._connect = connect
-        self._schedule = connect._schedule()
+        self._redialer = Redialer(connect._schedule(), connect._create, on_retry=self._log_retry)
         self._ws: ClientConnection | None = None
 
     def __aiter__(self) -> Redial:
@@ -366,27 +366,12 @@ class Redial:
             Exception: The failure the classifier won't retry, or the last one
                 when the attempts or the delays ran out.
         """
-        schedule = self._schedule
-        error: Exception | None = None
         ws, self._ws = self._ws, None
-        if ws is not None:
-            error = await _ended(ws)
-            schedule.closed(time.monotonic())
-        while True:
-            if error is not None:
-                delay = schedule.next_delay(error)
-                self._log_retry(error, delay, ws is not None)
-                await asyncio.sleep(delay)
-                ws = None
-            schedule.dialled()
-            try:
-                connection = await self._connect._create()
-            except Exception as exc:
-                error = exc
-                continue
-            schedule.opened(time.monotonic())
-            self._ws = connection
-            return connection
+        error = None if ws is None else await _ended(ws)
+        connection = await self._redialer.next(error)
+        assert connection is not None  # it never stops by itself
+        self._ws = connection
+        return connection
 
     def _log_retry(self, error: Exception, delay: float, was_open: bool) -> None:
         logger = self._connect._settings.logger
@@ -396,7 +381,7 @@ class Redial:
             what,
             str(error) or type(error).__name__,
             delay,
-            self._schedule.attempts + 1,
+            self._redialer.schedule.attempts + 1,
         )
 
 

@@ -11,6 +11,11 @@ __all__ = ["run"]
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``openline bench`` with the parsed ``args``; return the exit status.
+
+    Raises:
+        UsageError: A flag is unusable (printed as one line, exit status 2).
+    """
     if args.list:
         return _list_bench()
     if args.report:

@@ -50,6 +50,11 @@ def _refusal_reason(exc: InvalidStatus) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``openline connect`` with the parsed ``args``; return the exit status.
+
+    Raises:
+        UsageError: A flag is unusable (printed as one line, exit status 2).
+    """
     if not args.uri.startswith(("ws://", "wss://")):
         raise UsageError(f"URI must start with ws:// or wss://, got {args.uri!r}")
     context = _client_ssl(args)

@@ -25,21 +25,29 @@ __all__ = [
     "MIN_SECRET",
     "SECRET_ENV",
     "UsageError",
+    "count_or_off",
+    "cpu",
+    "drain_seconds",
+    "header",
+    "interval_range",
+    "non_negative_float",
+    "origin",
+    "port",
+    "positive_float",
+    "positive_int",
+    "rate",
+    "redacted",
+    "run_loop",
+    "seconds_or_off",
+    "size",
 ]
 
 
+# Exit statuses (the table is in the package's docstring).
 EXIT_OK = 0
-
-
 EXIT_CONNECT_FAILED = 1
-
-
 EXIT_USAGE = 2
-
-
 EXIT_CLOSED_WITH_ERROR = 3
-
-
 EXIT_INTERRUPTED = 130
 
 
@@ -70,16 +78,10 @@ HUB_FLAGS = {
 
 #: The environment variable that ``--secret`` overrides.
 SECRET_ENV = "OPENLINE_SECRET"
-
-
 #: The environment variable that ``--metrics-key`` overrides.
 METRICS_KEY_ENV = "OPENLINE_METRICS_KEY"
-
-
 #: The environment variable that ``--api-key`` overrides.
 API_KEY_ENV = "OPENLINE_API_KEY"
-
-
 #: Shortest ``--secret``, in bytes (UTF-8).
 MIN_SECRET = 16
 

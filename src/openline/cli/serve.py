@@ -47,6 +47,11 @@ def _server_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``openline serve`` with the parsed ``args``; return the exit status.
+
+    Raises:
+        UsageError: A flag is unusable (printed as one line, exit status 2).
+    """
     context = _server_ssl(args)
     data.check_flags(args)
     if args.workers > 1 and not hasattr(args, "redis"):

@@ -19,7 +19,7 @@ from .backends.base import (
 from .backends.memory import MemoryEngine
 from .backends.sqlite import SqliteEngine
 from .client import Client, Subscription
-from .events import (
+from .client.events import (
     Ack,
     Connected,
     Disconnected,

@@ -31,7 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 from .backends.base import Engine, Event, HistoryResult, Message, Position, PresenceEvent
 from .fanout import Fanout
-from .wire import dumps, encode_gap, encode_join, encode_message, encode_state, encode_str
+from .wire import (
+    encode_count,
+    encode_gap,
+    encode_join,
+    encode_leave,
+    encode_message,
+    encode_state,
+    encode_str,
+)
 
 if TYPE_CHECKING:
     from .session import Session
@@ -408,7 +416,7 @@ class Channel:
         if event.kind == "join":
             frame = encode_join(self.name, event.user, event.info)
         elif event.kind == "leave":
-            frame = dumps({"type": "leave", "ch": self.name, "user": event.user})
+            frame = encode_leave(self.name, event.user)
         else:
             frame = encode_state(self.name, event.user, event.state, event.ttl)
         self._send_presence(frame, seq)
@@ -423,7 +431,7 @@ class Channel:
         if self._count == self._count_sent:
             return
         self._count_sent = self._count
-        self._send_presence(dumps({"type": "presence", "ch": self.name, "count": self._count}), 0)
+        self._send_presence(encode_count(self.name, self._count), 0)
 
     def _send_presence(self, frame: bytes, seq: int) -> None:
         if self.syncing:

@@ -74,7 +74,7 @@ from .presence import StateThrottle
 from .publisher import store
 from .refresh import TokenClock
 from .server_api import DEFAULT_HISTORY_LIMIT, ServerAPI
-from .session import Hold, Session, Subscription
+from .session import Hold, Membership, Session
 from .wire import SUBPROTOCOL, RequestError
 
 if TYPE_CHECKING:
@@ -650,7 +650,7 @@ class Hub:
         elif type(request) is wire.GetPresence:
             await self._get_presence(session, request)
         elif type(request) is wire.Ping:
-            await self._send(session, wire.dumps({"type": "pong", "rid": request.rid}))
+            await self._send(session, wire.encode_pong(request.rid))
         elif type(request) is wire.Token:
             await self.tokens.renew(session, request, self._authenticate)
         else:
@@ -703,16 +703,7 @@ class Hub:
         # redial: anonymous clients share one scope per channel (random ids).
         scope = None if session.anonymous else session.user
         result = await self._store(ch, request.data, request.id, session.user, scope)
-        ack = {
-            "type": "ack",
-            "ch": ch,
-            "epoch": result.epoch,
-            "offset": result.offset,
-            "id": request.id,
-            "duplicate": result.duplicate,
-            "rid": request.rid,
-        }
-        await self._send(session, wire.dumps(ack))
+        await self._send(session, wire.encode_ack(ch, result, request.id, request.rid))
 
     async def _store(
         self, ch: str, data: bytes, msg_id: str | None, user: str | None, scope: str | None
@@ -737,7 +728,7 @@ class Hub:
             raise RequestError("forbidden", "subscribe refused", rid=rid, ch=ch)
         if request.presence and not await self._allowed(session, "presence", ch):
             raise RequestError("forbidden", "presence refused", rid=rid, ch=ch)
-        session.subs[ch] = Subscription(request.presence)
+        session.subs[ch] = Membership(request.presence)
         try:
             await self._start_subscription(session, request)
         except BaseException:
@@ -767,16 +758,15 @@ class Hub:
         elif since is not None:
             self.stats.resumes_gap += 1
             await self._send(session, wire.encode_gap(ch, result.epoch, since, result.first_offset))
-        subscribed = {
-            "type": "subscribed",
-            "ch": ch,
-            "epoch": result.epoch,
-            "offset": result.last_offset,
-            "recovered": recovered,
-            "missed": len(result.messages),
-            "rid": request.rid,
-        }
-        await self._send(session, wire.dumps(subscribed))
+        subscribed = wire.encode_subscribed(
+            ch,
+            result.epoch,
+            result.last_offset,
+            recovered=recovered,
+            missed=len(result.messages),
+            rid=request.rid,
+        )
+        await self._send(session, subscribed)
         if snapshot is not None:
             await self._send(session, wire.encode_presence(ch, snapshot))
         for message in result.messages:
@@ -788,15 +778,13 @@ class Hub:
         if session.subs.pop(ch, None) is None:
             raise RequestError("not_subscribed", "not subscribed", rid=request.rid, ch=ch)
         await self._leave(session, ch)
-        await self._send(
-            session, wire.dumps({"type": "unsubscribed", "ch": ch, "rid": request.rid})
-        )
+        await self._send(session, wire.encode_unsubscribed(ch, request.rid))
 
     async def _server_subscribe(self, session: Session, ch: str) -> None:
         """Subscribe a session because server code asked (no hook, no limit, no rid)."""
         if ch in session.subs or session.closing:
             return
-        session.subs[ch] = Subscription(False)
+        session.subs[ch] = Membership(False)
         try:
             await self._start_subscription(session, wire.Subscribe(ch))
         except BackendUnavailable:
@@ -813,7 +801,7 @@ class Hub:
         if session.subs.pop(ch, None) is None:
             return
         await self._leave(session, ch)
-        await self._send(session, wire.dumps({"type": "unsubscribed", "ch": ch}))
+        await self._send(session, wire.encode_unsubscribed(ch))
 
     async def _set_state(self, session: Session, request: wire.SetState) -> None:
         ch = request.ch
@@ -918,15 +906,9 @@ class Hub:
             "burst": None if rate is None else rate[0],
             "buffer": self.fanout.max_buffer,
         }
-        welcome = {
-            "type": "welcome",
-            "client": session.client,
-            "user": session.user,
-            "heartbeat": self._ping_interval,
-            "timeout": self._ping_timeout,
-            "limits": {key: value for key, value in limits.items() if value is not None},
-        }
-        return wire.dumps(welcome)
+        return wire.encode_welcome(
+            session.client, session.user, self._ping_interval, self._ping_timeout, limits
+        )
 
     async def _send(self, session: Session, frame: bytes) -> None:
         """Send a reply, waiting for the connection's flow control.

@@ -88,14 +88,13 @@ class TokenClock:
             raise RequestError("unauthorized", "token is for another user", rid=rid)
         session.identity = identity
         self.watch(session)
-        reply = {"type": "refreshed", "exp": identity.expires, "rid": rid}
-        await self._send(session, wire.dumps(reply))
+        await self._send(session, wire.encode_refreshed(identity.expires, rid))
 
     # --- private -----------------------------------------------------------------------
 
     def _ask(self, session: Session, expires: float) -> None:
         """Send ``refresh``, then wait for expiry."""
-        self._spawn(self._send(session, wire.dumps({"type": "refresh", "exp": expires})))
+        self._spawn(self._send(session, wire.encode_refresh(expires)))
         loop = asyncio.get_running_loop()
         delay = max(0.0, expires - time.time())
         self._timers[session] = loop.call_later(delay, self._expire, session)

@@ -11,7 +11,7 @@ from .auth import Identity
 from .peer import Peer
 from .wire import ErrorCode
 
-__all__ = ["Hold", "Roster", "Session", "Subscription"]
+__all__ = ["Hold", "Membership", "Roster", "Session"]
 
 
 class Roster(Protocol):
@@ -21,8 +21,10 @@ class Roster(Protocol):
         """Forget ``session``: it gets nothing more from this channel."""
 
 
-class Subscription:
-    """One channel a session subscribed to.
+class Membership:
+    """One channel a session subscribed to: the server's side of a subscription.
+
+    The client's side is :class:`openline.hub.client.Subscription`.
 
     Attributes:
         presence: Whether the session asked for presence snapshots and events.
@@ -108,7 +110,7 @@ class Session:
         self.info_json = info_json
         #: Whether no ``authenticate`` hook vouched for the user.
         self.anonymous = anonymous
-        self.subs: dict[str, Subscription] = {}
+        self.subs: dict[str, Membership] = {}
         #: Set once the hub decided to close the connection.
         self.closing = False
         # Token bucket: capacity and refill rate in tokens per second.

@@ -17,7 +17,7 @@ from typing import Any, TypeGuard
 
 from ..exceptions import RequestError
 from ..typing import ErrorCode, Rid
-from .backends.base import Message, PresenceSnapshot
+from .backends.base import Message, PresenceSnapshot, PublishResult
 
 __all__ = [
     "SUBPROTOCOL",
@@ -33,14 +33,23 @@ __all__ = [
     "Token",
     "Unsubscribe",
     "dumps",
+    "encode_ack",
+    "encode_count",
     "encode_error",
     "encode_gap",
     "encode_join",
     "encode_json",
+    "encode_leave",
     "encode_message",
+    "encode_pong",
     "encode_presence",
+    "encode_refresh",
+    "encode_refreshed",
     "encode_state",
     "encode_str",
+    "encode_subscribed",
+    "encode_unsubscribed",
+    "encode_welcome",
     "identify",
     "is_text",
     "show",
@@ -404,6 +413,88 @@ def encode_state(ch: str, user: str, state: str | None, ttl: float | None) -> by
     """Encode a ``state`` event; ``state`` is JSON text, or ``None`` once cleared."""
     head = dumps({"type": "state", "ch": ch, "user": user, "ttl": ttl})
     return head[:-1] + b',"state":' + (b"null" if state is None else state.encode()) + b"}"
+
+
+def encode_welcome(
+    client: str,
+    user: str | None,
+    heartbeat: float | None,
+    timeout: float | None,
+    limits: Mapping[str, float | None],
+) -> bytes:
+    """Encode the ``welcome`` that opens a connection; limits that are ``None`` are left out."""
+    return dumps(
+        {
+            "type": "welcome",
+            "client": client,
+            "user": user,
+            "heartbeat": heartbeat,
+            "timeout": timeout,
+            "limits": {key: value for key, value in limits.items() if value is not None},
+        }
+    )
+
+
+def encode_pong(rid: Rid) -> bytes:
+    """Encode the ``pong`` that answers a ``ping``."""
+    return dumps({"type": "pong", "rid": rid})
+
+
+def encode_ack(ch: str, result: PublishResult, msg_id: str | None, rid: Rid) -> bytes:
+    """Encode the ``ack`` of a stored (or de-duplicated) publish."""
+    return dumps(
+        {
+            "type": "ack",
+            "ch": ch,
+            "epoch": result.epoch,
+            "offset": result.offset,
+            "id": msg_id,
+            "duplicate": result.duplicate,
+            "rid": rid,
+        }
+    )
+
+
+def encode_subscribed(
+    ch: str, epoch: str, offset: int, *, recovered: bool, missed: int, rid: Rid
+) -> bytes:
+    """Encode ``subscribed``: the channel's position, and what the resume recovered."""
+    return dumps(
+        {
+            "type": "subscribed",
+            "ch": ch,
+            "epoch": epoch,
+            "offset": offset,
+            "recovered": recovered,
+            "missed": missed,
+            "rid": rid,
+        }
+    )
+
+
+def encode_unsubscribed(ch: str, rid: Rid = None) -> bytes:
+    """Encode ``unsubscribed``: an answer (with ``rid``) or the server's own decision."""
+    return dumps({"type": "unsubscribed", "ch": ch, "rid": rid})
+
+
+def encode_leave(ch: str, user: str) -> bytes:
+    """Encode a ``leave`` event."""
+    return dumps({"type": "leave", "ch": ch, "user": user})
+
+
+def encode_count(ch: str, count: int) -> bytes:
+    """Encode a ``presence`` count without users (a counts-only channel)."""
+    return dumps({"type": "presence", "ch": ch, "count": count})
+
+
+def encode_refresh(expires: float) -> bytes:
+    """Encode ``refresh``: the connection's token expires at ``expires`` (Unix seconds)."""
+    return dumps({"type": "refresh", "exp": expires})
+
+
+def encode_refreshed(expires: float | None, rid: Rid) -> bytes:
+    """Encode ``refreshed``: the answer to a ``token`` the hub accepted."""
+    return dumps({"type": "refreshed", "exp": expires, "rid": rid})
 
 
 def encode_error(error: RequestError) -> bytes:

@@ -28,6 +28,7 @@ one order, with the same offsets everywhere.
 * **Outages**: commands raise :class:`~openline.exceptions.BackendUnavailable`
   (clients get ``error unavailable`` and retry), :meth:`RedisEngine.health`
   says ``degraded``, and every failure is logged and counted. A supervisor task
+  (:mod:`.redis_nodes`, which also runs the heartbeat and reaps dead nodes)
   redials with backoff and full jitter; once Redis is back it re-subscribes,
   re-registers this node's presence, and delivers a
   :class:`~openline.hub.backends.base.Position` per channel so that the hub
@@ -41,10 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
-import math
 import secrets
 import ssl
 import time
@@ -77,6 +76,7 @@ from .options import (
     check_windows,
 )
 from .redis_feed import Feed, parse_endpoint
+from .redis_nodes import NodeSupervisor
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -92,8 +92,6 @@ DEFAULT_CHANNEL_TTL = 86400.0
 DEFAULT_TIMEOUT = 5.0
 #: Connections for commands per node.
 DEFAULT_MAX_CONNECTIONS = 32
-#: Seconds after which a recovered feed counts as healthy (the redial backoff restarts).
-HEALTHY_AFTER = 5.0
 
 logger = logging.getLogger("openline.hub")
 
@@ -167,11 +165,7 @@ class RedisEngine:
         self._channel_ttl = check_timeout("channel_ttl", channel_ttl)
         self._timeout = check_positive("timeout", timeout)
         self._max_connections = check_positive_int("max_connections", max_connections)
-        self._backoff = Backoff(retry_base, retry_cap)
-        self._delays = iter(self._backoff)
-        # loop.time() of the last recovery, and before which no node is reaped.
-        self._recovered_at = -math.inf
-        self._reap_after = 0.0
+        backoff = Backoff(retry_base, retry_cap)
         if not prefix or "\n" in prefix:
             raise ValueError(f"prefix must be a non-empty line, got {prefix!r}")
         self._endpoint = parse_endpoint(url)
@@ -198,12 +192,20 @@ class RedisEngine:
             longest = max(self._args_history_ttl, self._args_id_ttl, 0)
             self._args_channel_ttl = max(self._args_channel_ttl, 2 * longest)
         self._node_ttl_ms = _ms(self._presence_ttl)
+        #: Heartbeat, reaping and recovery (:mod:`.redis_nodes`).
+        self._supervisor = NodeSupervisor(
+            _Seam(self),
+            node=self.node,
+            prefix=prefix,
+            presence_ttl=self._presence_ttl,
+            node_ttl_ms=self._node_ttl_ms,
+            timeout=self._timeout,
+            backoff=backoff,
+        )
         self._redis: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._feed: Feed | None = None
         self._start_lock: asyncio.Lock | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._wake: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # Live delivery: channel -> callbacks, and pub/sub channel -> channel.
         self._callbacks: dict[str, list[Callback]] = {}
@@ -220,8 +222,6 @@ class RedisEngine:
         self._last_error = ""
         self._errors = 0
         self._outages = 0
-        self._reconnects = 0
-        self._reaped = 0
         self._delivered = 0
         #: Seconds each script took, by script name (``PUBLISH``, ``HISTORY``...),
         #: failures included: what ``/metrics`` shows as Redis round trips.
@@ -241,12 +241,12 @@ class RedisEngine:
         """
         if self._status == "closed":
             raise RuntimeError("the engine is closed")
-        if self._supervisor is not None:
+        if self._supervisor.started:
             return
         if self._start_lock is None:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
-            if self._supervisor is None:
+            if not self._supervisor.started:
                 await self._start()
 
     async def _start(self) -> None:
@@ -287,8 +287,8 @@ class RedisEngine:
         }
         self._feed = feed
         self._status = "ok"
-        await self._beat()
-        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+        await self._supervisor.beat()
+        self._supervisor.start()
         logger.info(
             "Redis engine: node %s on %s, prefix %r", self.node, self._url_safe(), self._prefix
         )
@@ -301,17 +301,13 @@ class RedisEngine:
         for timer in self._state_timers.values():
             timer.cancel()
         self._state_timers.clear()
-        if self._supervisor is not None:
-            # Bounded: a client library may swallow a cancellation while it
-            # redials; the supervisor also stops by itself once it sees "closed".
-            self._supervisor.cancel()
-            await asyncio.wait((self._supervisor,), timeout=self._timeout)
+        await self._supervisor.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._redis is not None:
             # Leave presence and the node registry now, rather than after presence_ttl.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._reap(self.node, force=True), self._timeout)
+                await asyncio.wait_for(self._supervisor.reap(self.node, force=True), self._timeout)
         self._present.clear()
         if self._feed is not None:
             self._feed.close()
@@ -337,8 +333,8 @@ class RedisEngine:
             "delivered": self._delivered,
             "errors": self._errors,
             "outages": self._outages,
-            "reconnects": self._reconnects,
-            "reaped_nodes": self._reaped,
+            "reconnects": self._supervisor.reconnects,
+            "reaped_nodes": self._supervisor.reaped,
             "down_for": None if down is None or loop_time is None else round(loop_time - down, 3),
             "last_error": self._last_error,
         }
@@ -666,98 +662,40 @@ class RedisEngine:
         self._errors += 1
         self._degrade(f"the pub/sub connection was lost ({exc!r})")
 
-    # --- supervision -------------------------------------------------------------------
+    # --- for the supervisor (through _Seam) -----------------------------------------------
 
-    async def _supervise(self) -> None:
-        """Heartbeat, reap dead nodes, ping the feed, and redial Redis after an outage."""
-        loop = asyncio.get_running_loop()
-        beat_every = self._presence_ttl / 3
-        ping_every = min(beat_every, self._timeout, 5.0)
-        next_beat = loop.time() + beat_every
-        while self._status != "closed":
-            if self._feed is None:
-                await self._recover()
-                next_beat = loop.time() + beat_every
-            now = loop.time()
-            if now >= next_beat:
-                next_beat = now + beat_every
-                await self._beat()
-            feed = self._feed
-            if feed is not None and loop.time() - feed.last_seen >= ping_every:
-                try:
-                    await asyncio.wait_for(feed.ping(), self._timeout)
-                except (BackendUnavailable, asyncio.TimeoutError) as exc:
-                    if self._feed is feed:
-                        feed.close()
-                        self._feed = None
-                        self._degrade(f"the pub/sub connection didn't answer a ping ({exc!r})")
-                    continue
-            # Commands failed while the feed stayed up: back once they work.
-            if self._status == "degraded" and self._feed is not None and await self._ping():
-                self._restored()
-            # Sleep until the next duty, or until something goes wrong.
-            wake = self._wake = loop.create_future()
-            timeout = max(0.01, min(ping_every, next_beat - loop.time()))
-            await asyncio.wait((wake,), timeout=timeout)
-            self._wake = None
-
-    async def _recover(self) -> None:
-        """Redial until Redis answers, then resubscribe and catch up."""
+    async def _open_feed(self) -> Feed:
         assert self._redis is not None
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._recovered_at < HEALTHY_AFTER:
-            # The feed was lost again soon after the last recovery: don't
-            # redial in a tight loop; keep backing off.
-            await asyncio.sleep(next(self._delays))
-        else:
-            self._delays = iter(self._backoff)
-        for attempt in itertools.count(1):
-            if self._status == "closed":
-                return
-            feed: Feed | None = None
-            try:
-                await self._redis.ping()
-                feed = await Feed.open(
-                    self._endpoint,
-                    self._on_feed,
-                    self._on_feed_lost,
-                    timeout=self._timeout,
-                    ssl_context=self._ssl_context,
-                )
-                lives = [(self._prefix + ":ch:" + ch + ":live").encode() for ch in self._callbacks]
-                if self._control:
-                    lives.append(self._control_key)
-                confirmations = []
-                for i in range(0, len(lives), 500):
-                    confirmations += feed.subscribe(lives[i : i + 500])
-                await asyncio.wait_for(asyncio.gather(*confirmations), self._timeout)
-            except Exception as exc:  # anything: keep trying, say what
-                if feed is not None:
-                    feed.close()
-                self._errors += 1
-                self._last_error = repr(exc)
-                log = logger.warning if attempt in (1, 10) or attempt % 60 == 0 else logger.debug
-                delay = next(self._delays)
-                log(
-                    "Redis still unreachable (attempt %d): %r; next try in %.2f s",
-                    attempt,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                continue
-            if self._closed():
+        feed: Feed | None = None
+        try:
+            await self._redis.ping()
+            feed = await Feed.open(
+                self._endpoint,
+                self._on_feed,
+                self._on_feed_lost,
+                timeout=self._timeout,
+                ssl_context=self._ssl_context,
+            )
+            lives = [(self._prefix + ":ch:" + ch + ":live").encode() for ch in self._callbacks]
+            if self._control:
+                lives.append(self._control_key)
+            confirmations = []
+            for i in range(0, len(lives), 500):
+                confirmations += feed.subscribe(lives[i : i + 500])
+            await asyncio.wait_for(asyncio.gather(*confirmations), self._timeout)
+        except Exception:
+            if feed is not None:
                 feed.close()
-                return
-            self._feed = feed
-            break
-        self._reconnects += 1
-        self._recovered_at = loop.time()
-        # Every node's deadline passed during a long outage: give the live ones
-        # time to beat again before anyone is reaped as dead.
-        self._reap_after = loop.time() + self._presence_ttl
-        self._restored()
-        await self._beat()
+            raise
+        return feed
+
+    def _drop_feed(self, feed: Feed, reason: str) -> None:
+        if self._feed is feed:
+            feed.close()
+            self._feed = None
+            self._degrade(reason)
+
+    async def _rejoin(self) -> None:
         # Presence: this node's entries may be gone (Redis restarted, or other
         # nodes reaped us as dead); joining again announces who is back.
         try:
@@ -777,43 +715,6 @@ class RedisEngine:
             callbacks = self._callbacks.get(ch)
             if callbacks:
                 _notify(callbacks, Position(ch, head.epoch, head.last_offset))
-
-    async def _beat(self) -> None:
-        """Renew this node's deadline and reap the nodes whose deadline passed."""
-        try:
-            dead = await self._run(
-                "BEAT", [self._nodes_key], [self.node, self._now(), self._node_ttl_ms], start=False
-            )
-        except BackendUnavailable:
-            return
-        if dead and asyncio.get_running_loop().time() < self._reap_after:
-            return
-        for name in dead:
-            node = name.decode()
-            if node == self.node:
-                continue
-            try:
-                if await self._reap(node):
-                    self._reaped += 1
-                    logger.warning("node %s missed its heartbeat: its users left", node)
-            except BackendUnavailable:
-                return
-
-    async def _reap(self, node: str, *, force: bool = False) -> bool:
-        """Remove a node's presence entries; ``False`` if it turned out alive."""
-        key = f"{self._prefix}:node:{node}"
-        for _ in range(10_000):
-            left = await self._run(
-                "REAP",
-                [self._nodes_key, key],
-                [node, self._now(), self._prefix, "1" if force else "0"],
-                start=False,
-            )
-            if left < 0:
-                return False
-            if left == 0:
-                return True
-        return True
 
     async def _ping(self) -> bool:
         assert self._redis is not None
@@ -862,9 +763,7 @@ class RedisEngine:
             self._outages += 1
             self._down_since = _loop_time()
             logger.warning("Redis engine degraded: %s; clients stay connected, redialling", reason)
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+        self._supervisor.wake()
 
     def _restored(self) -> None:
         if self._status != "degraded":
@@ -897,6 +796,53 @@ class RedisEngine:
 
     def __repr__(self) -> str:
         return f"RedisEngine({self._url_safe()!r}, prefix={self._prefix!r}, node={self.node!r})"
+
+
+class _Seam:
+    """The engine as its supervisor sees it (:class:`.redis_nodes.Supervised`)."""
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: RedisEngine) -> None:
+        self._engine = engine
+
+    @property
+    def feed(self) -> Feed | None:
+        return self._engine._feed
+
+    def is_closed(self) -> bool:
+        return self._engine._closed()
+
+    def is_degraded(self) -> bool:
+        return self._engine._status == "degraded"
+
+    def drop_feed(self, feed: Feed, reason: str) -> None:
+        self._engine._drop_feed(feed, reason)
+
+    async def open_feed(self) -> Feed:
+        return await self._engine._open_feed()
+
+    def adopt_feed(self, feed: Feed) -> None:
+        self._engine._feed = feed
+
+    def record_error(self, exc: BaseException) -> None:
+        self._engine._errors += 1
+        self._engine._last_error = repr(exc)
+
+    def restored(self) -> None:
+        self._engine._restored()
+
+    async def ping(self) -> bool:
+        return await self._engine._ping()
+
+    async def rejoin(self) -> None:
+        await self._engine._rejoin()
+
+    async def run_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._engine._run(name, keys, args, start=False)
+
+    def now(self) -> str:
+        return self._engine._now()
 
 
 def _glob_escape(text: str) -> str:

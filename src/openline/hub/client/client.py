@@ -26,7 +26,7 @@ What the client does on its own, so that the application doesn't have to:
   wins); it also keeps proxies from cutting an idle line.
 * **Resumes** every subscription after a redial from its last ``(epoch, offset)``,
   drops what it has seen already (by offset, in case the hub resends), and
-  reports a :class:`~openline.hub.events.Gap` where history fell short.
+  reports a :class:`~openline.hub.client.events.Gap` where history fell short.
 * **Queues publishes** while offline, in order, each with a unique client
   message id so that the hub stores a retried one once; at most ``max_queue``
   publishes wait for their ack, further ``publish()`` calls wait for room.
@@ -51,13 +51,16 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from ..asyncio.backoff import Classifier, Classify, Schedule
-from ..asyncio.client import ClientConnection, connect
-from ..asyncio.config import check_count, check_timeout
-from ..exceptions import ClientClosed, ConnectionClosed, HubError, RequestError
-from ..protocol.connection import State
-from ..protocol.http11 import Headers, HeadersLike
-from ..typing import LoggerLike
+from ...asyncio.backoff import Classifier, Classify, Schedule
+from ...asyncio.client import ClientConnection, connect
+from ...asyncio.config import check_count, check_timeout
+from ...asyncio.redial import Redialer
+from ...exceptions import ClientClosed, ConnectionClosed, HubError, RequestError
+from ...protocol.connection import State
+from ...protocol.http11 import Headers, HeadersLike
+from ...typing import LoggerLike
+from ..policy import POLICY, Pacer, PolicyBackoff
+from ..wire import MAX_ID_LENGTH, SUBPROTOCOL
 from .events import (
     Ack,
     ClientEvent,
@@ -70,10 +73,8 @@ from .events import (
     ServerSubscribed,
     ServerUnsubscribed,
 )
-from .policy import POLICY, Pacer, PolicyBackoff
 from .subscription import Subscription, parse_presence
 from .token_source import GetToken, fetch_token, with_token_codes
-from .wire import MAX_ID_LENGTH, SUBPROTOCOL
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
@@ -186,7 +187,7 @@ class Client:
 
     Use as ``async with Client(uri) as client:``; see the module docstring for
     what it does by itself. Everything it tells the application comes as
-    :mod:`~openline.hub.events`: items on each :class:`Subscription`, and
+    :mod:`~openline.hub.client.events`: items on each :class:`Subscription`, and
     connection events on :meth:`events` and ``on_event``.
 
     Args:
@@ -237,7 +238,7 @@ class Client:
             so that flushing a long offline queue is never refused. ``False``
             sends as fast as the application asks; the hub's ``rate_limited``
             refusals then pace the retries.
-        on_event: Called with every :data:`~openline.hub.events.ClientEvent`, at
+        on_event: Called with every :data:`~openline.hub.client.events.ClientEvent`, at
             once and synchronously; its exceptions are logged.
         logger: Where to log; ``openline.hub.client`` by default. One INFO line
             per redial.
@@ -528,7 +529,7 @@ class Client:
 
         State is ephemeral: while offline, it is dropped. The hub throttles
         updates, and expires the state unless it is set again; others see it
-        as :class:`~openline.hub.events.StateChange` items.
+        as :class:`~openline.hub.client.events.StateChange` items.
 
         Raises:
             ValueError: Not subscribed to ``ch``.
@@ -571,37 +572,43 @@ class Client:
             self._stop(exc)
 
     async def _redial(self) -> None:
-        schedule = self._schedule
+        redialer = Redialer(
+            self._schedule, self._dial_next, on_retry=self._retrying, stopped=self._is_closing
+        )
+        error: Exception | None = None
         while True:
-            schedule.dialled()
-            attempt = schedule.attempts
             try:
-                ws = await self._dial()
-            except Exception as exc:
-                error = exc
-            else:
-                schedule.opened(time.monotonic())
-                error = await self._serve(ws, attempt)
-                schedule.closed(time.monotonic())
-            # Whatever ended it, the next dial tries the next node (with one URI, the same).
-            self._next_dialer = (self._next_dialer + 1) % len(self._dialers)
-            if self._closing:
-                return
-            try:
-                delay = schedule.next_delay(error)
-            except Exception as exc:
+                ws = await redialer.next(error)
+            except Exception as exc:  # the classifier's verdict
                 self._stop(exc)
                 return
-            self._logger.info(
-                "hub connection %s: %s; redialling in %.3f s (attempt %d)",
-                "lost" if isinstance(error, (ConnectionClosed, _DeadLine)) else "failed",
-                str(error) or type(error).__name__,
-                delay,
-                schedule.attempts + 1,
-            )
-            self._report(Reconnecting(schedule.attempts + 1, delay, error))
-            self._set_ready()
-            await asyncio.sleep(delay)
+            if ws is None:
+                return
+            error = await self._serve(ws, redialer.attempt)
+
+    def _is_closing(self) -> bool:
+        return self._closing
+
+    def _retrying(self, error: Exception, delay: float, was_open: bool) -> None:
+        """Say that the connection is lost or failed, and that the next dial waits ``delay``."""
+        attempt = self._schedule.attempts + 1
+        self._logger.info(
+            "hub connection %s: %s; redialling in %.3f s (attempt %d)",
+            "lost" if isinstance(error, (ConnectionClosed, _DeadLine)) else "failed",
+            str(error) or type(error).__name__,
+            delay,
+            attempt,
+        )
+        self._report(Reconnecting(attempt, delay, error))
+        self._set_ready()
+
+    async def _dial_next(self) -> ClientConnection:
+        """Dial the next node; whatever comes of it, the next dial tries the one after."""
+        try:
+            return await self._dial()
+        finally:
+            # With one URI, the same one.
+            self._next_dialer = (self._next_dialer + 1) % len(self._dialers)
 
     def _dialer(self, uri: str, headers: Headers) -> connect:
         return connect(

@@ -10,9 +10,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 
-from ..asyncio.backoff import Classify
-from ..exceptions import ConnectionClosed, HubError
-from .policy import POLICY
+from ...asyncio.backoff import Classify
+from ...exceptions import ConnectionClosed, HubError
+from ..policy import POLICY
 
 __all__ = ["GetToken", "TokenUnavailable", "fetch_token", "with_token_codes"]
 
