@@ -68,6 +68,7 @@ def _listening_urls(sockets: Sequence[socket.socket], secure: bool) -> list[tupl
 
 
 def print_urls(sockets: Sequence[socket.socket], secure: bool, engine: str) -> None:
+    """Print where the hub listens: the page's URL and the hub's, one pair per socket."""
     from ..web import WS_PATH
 
     for http_url, ws_url in _listening_urls(sockets, secure):
@@ -110,6 +111,7 @@ def make_engine(args: argparse.Namespace) -> Engine:
 
 
 def engine_name(args: argparse.Namespace) -> str:
+    """How ``openline serve`` names the engine its flags chose, for its start-up line."""
     if hasattr(args, "data"):
         return f"sqlite {args.data} (history survives restarts)"
     return f"redis {redacted(args.redis)}" if hasattr(args, "redis") else "memory (this process)"

@@ -44,10 +44,15 @@ __all__ = [
 
 
 # Exit statuses (the table is in the package's docstring).
+#: Success.
 EXIT_OK = 0
+#: ``openline connect`` could not connect (refused, handshake failed, timed out).
 EXIT_CONNECT_FAILED = 1
+#: A bad flag or argument: one line on stderr says which.
 EXIT_USAGE = 2
+#: The connection closed with an error code.
 EXIT_CLOSED_WITH_ERROR = 3
+#: Interrupted (Ctrl-C).
 EXIT_INTERRUPTED = 130
 
 
@@ -55,7 +60,7 @@ class UsageError(Exception):
     """A flag's value is unusable; printed as one line."""
 
 
-# Flags of the hub only; they stay unset unless given, so that --echo can refuse them.
+#: Flags of the hub only; they stay unset unless given, so that --echo can refuse them.
 HUB_FLAGS = {
     "history_size": "--history-size",
     "history_ttl": "--history-ttl",
@@ -87,6 +92,7 @@ MIN_SECRET = 16
 
 
 def port(text: str) -> int:
+    """An argument type: a TCP port, 0 (pick a free one) to 65535."""
     try:
         value = int(text)
     except ValueError:
@@ -97,6 +103,7 @@ def port(text: str) -> int:
 
 
 def seconds_or_off(text: str) -> float | None:
+    """An argument type: seconds (a positive number), or ``0`` / ``off`` / ``none`` (``None``)."""
     if text.lower() in ("0", "off", "none"):
         return None
     try:
@@ -125,6 +132,7 @@ def size(text: str) -> int | None:
 
 
 def positive_int(text: str) -> int:
+    """An argument type: a whole number above 0."""
     try:
         value = int(text)
     except ValueError:
@@ -135,6 +143,7 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
+    """An argument type: a number above 0."""
     try:
         value = float(text)
     except ValueError:
@@ -145,6 +154,7 @@ def positive_float(text: str) -> float:
 
 
 def non_negative_float(text: str) -> float:
+    """An argument type: a number, 0 or above."""
     if text.strip() in ("0", "0.0"):
         return 0.0
     return positive_float(text)
@@ -159,6 +169,7 @@ def drain_seconds(text: str) -> float:
 
 
 def cpu(text: str) -> int:
+    """An argument type: the number of a CPU this machine has."""
     try:
         value = int(text)
     except ValueError:
@@ -184,6 +195,7 @@ def origin(text: str) -> str:
 
 
 def header(text: str) -> tuple[str, str]:
+    """An argument type: an HTTP header as ``Name: value``."""
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"header must look like 'Name: value', got {text!r}")
@@ -191,6 +203,7 @@ def header(text: str) -> tuple[str, str]:
 
 
 def count_or_off(text: str) -> int | None:
+    """An argument type: a whole number, or ``off`` / ``none`` for no limit (``None``)."""
     if text.lower() in ("off", "none"):
         return None
     try:

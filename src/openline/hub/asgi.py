@@ -37,16 +37,39 @@ from __future__ import annotations
 import contextlib
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..protocol.http11 import Headers, Request
-from ..web.origin import OriginPolicy
 from .asgi_link import DEFAULT_WRITE_LIMIT, AsgiLink
 from .auth import Admission, Credentials, Refusal, find_token
+from .origin import OriginPolicy
 from .wire import SUBPROTOCOL
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from .metrics import Metrics
+    from .peer import Peer
+
+
+class Served(Protocol):
+    """What the ASGI app uses of a :class:`~openline.hub.Hub` (which makes the app)."""
+
+    @property
+    def stats(self) -> Metrics:
+        """The hub's counters (refusals are counted there)."""
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the hub was started for ASGI (:meth:`Hub.running`)."""
+
+    async def admit(self, credentials: Credentials) -> Admission | Refusal:
+        """The hub's verdict on a handshake."""
+
+    async def handle(self, ws: Peer, admission: Admission | None = None) -> None:
+        """Serve one admitted connection until it goes away."""
+
+    def running(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """Start the hub; stop it on exit."""
+
 
 __all__ = [
     "CONNECTION_EXTENSION",
@@ -54,6 +77,7 @@ __all__ = [
     "ASGIApp",
     "HubApp",
     "Router",
+    "Served",
     "refusal_code",
     "request_from_scope",
     "route",
@@ -108,7 +132,7 @@ class HubApp:
 
     def __init__(
         self,
-        hub: Hub,
+        hub: Served,
         *,
         origins: Iterable[str] | None = None,
         origin_required: bool = False,
@@ -234,7 +258,7 @@ def route(routes: Mapping[str, ASGIApp], *, fallback: ASGIApp | None = None) -> 
     return Router(routes, fallback=fallback)
 
 
-async def serve_lifespan(hubs: Iterable[Hub], receive: Receive, send: Send) -> None:
+async def serve_lifespan(hubs: Iterable[Served], receive: Receive, send: Send) -> None:
     """Answer an ASGI ``lifespan`` scope by running ``hubs`` between startup and shutdown."""
     message = await receive()
     if message["type"] != "lifespan.startup":

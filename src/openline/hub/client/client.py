@@ -79,6 +79,10 @@ from .token_source import GetToken, fetch_token, with_token_codes
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_HEARTBEAT_TIMEOUT",
+    "DEFAULT_MAX_BUFFER",
+    "DEFAULT_MAX_EVENTS",
+    "DEFAULT_MAX_QUEUE",
+    "DEFAULT_RESET_AFTER",
     "Client",
     "ClientClosed",
     "Subscription",

@@ -278,6 +278,7 @@ class ServerUnsubscribed:
     ch: str
 
 
+#: Every connection event the client reports through ``events()``.
 ClientEvent = (
     Connected
     | Disconnected
