@@ -15,8 +15,8 @@ README. Settings come from the environment:
     survives a restart, and the pages resume from it without losing a message.
 
 How the pieces meet: Starlette's ``SessionMiddleware`` keeps the logged-in user
-in a signed cookie. It wraps the whole app, the mounted hub included, so a
-WebSocket handshake to ``/ws`` carries a decoded ``scope["session"]`` too; the
+in a signed cookie. It wraps the whole app, the hub's route included, so a
+WebSocket handshake to the hub at ``/ws`` carries a decoded ``scope["session"]`` too; the
 hub's ``authenticate`` hook reads it from ``credentials.scope`` and turns it
 into an :class:`openline.hub.Identity`, or refuses the connection (401).
 """
@@ -32,6 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import WebSocketRoute
 from users import check_password, display_name
 
 from openline.hub import Credentials, Hub, Identity, SqliteEngine
@@ -75,7 +76,8 @@ app.add_middleware(
     max_age=SESSION_SECONDS,
     same_site="lax",
 )
-app.mount("/ws", hub.asgi())
+# A route, not app.mount("/ws", ...): a mount matches "/ws/" and below, but not "/ws" itself.
+app.router.routes.append(WebSocketRoute("/ws", hub.asgi()))
 
 
 def _logged_in(request: Request) -> str | None:

@@ -59,7 +59,17 @@ def _uvicorn(*extra: str) -> Callable[[str, int], list[str]]:
 
 
 def _hypercorn(app: str, port: int) -> list[str]:
-    return ["hypercorn", app, "--bind", f"127.0.0.1:{port}", "--error-logfile", "-"]
+    # --workers 0 serves in this process, as uvicorn does, rather than in a child.
+    return [
+        "hypercorn",
+        app,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "0",
+        "--error-logfile",
+        "-",
+    ]
 
 
 SERVERS = {
@@ -72,6 +82,12 @@ SERVERS = {
     #     re.compile(r"Uvicorn running on"),
     # ),
 }
+
+
+def _own_group() -> None:
+    """In the server process: lead a process group (killed as one), die with the tests."""
+    os.setpgrp()
+    die_with_parent()
 
 
 def free_port() -> int:
@@ -135,7 +151,7 @@ class AppProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=_own_group,
         )
         ready = threading.Event()
         outcome: list[bool] = []
@@ -166,7 +182,8 @@ class AppProcess:
     def kill(self) -> None:
         """SIGKILL: no close frames, no shutdown; what a crash does."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        # The whole group: a server's worker processes would keep the port.
+        os.killpg(self.proc.pid, signal.SIGKILL)
         assert self.proc.wait(TIMEOUT) == -signal.SIGKILL
         self._join()
 
@@ -177,7 +194,7 @@ class AppProcess:
             try:
                 self.proc.wait(TIMEOUT)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(TIMEOUT)
         self._join()
 
