@@ -12,29 +12,35 @@ from openline.hub import Client, Publication, Subscription
 
 from .apps import ROOM, TIMEOUT, AppProcess
 
-#: Client settings for a test: redial fast, never give up on a slow machine.
-CLIENT_OPTIONS = {"heartbeat_interval": 5.0, "heartbeat_timeout": 10.0}
+
+def hub_client(app: AppProcess, cookie: str) -> Client:
+    """A hub client that presents a logged-in browser's ``Cookie`` header."""
+    return Client(app.ws_url, headers={"Cookie": cookie})
 
 
 async def publications(room: Subscription, count: int) -> list[Publication]:
     """The next ``count`` publications of ``room`` (a gap fails the test)."""
-    found: list[Publication] = []
-    async with asyncio.timeout(TIMEOUT):
+
+    async def collect() -> list[Publication]:
+        found: list[Publication] = []
         async for item in room:
             assert isinstance(item, Publication), item
             found.append(item)
             if len(found) == count:
                 break
-    return found
+        return found
+
+    return await asyncio.wait_for(collect(), TIMEOUT)
 
 
 async def refused_status(app: AppProcess, cookie: str | None) -> int:
     """The HTTP status of a handshake to the hub with this ``Cookie`` header (or none)."""
     headers = {"Cookie": cookie} if cookie is not None else None
     with pytest.raises(InvalidStatus) as caught:
-        async with asyncio.timeout(TIMEOUT):
-            ws = await connect(app.ws_url, subprotocols=["openline.v1"], additional_headers=headers)
-            await ws.close()
+        ws = await asyncio.wait_for(
+            connect(app.ws_url, subprotocols=["openline.v1"], additional_headers=headers), TIMEOUT
+        )
+        await ws.close()
     return caught.value.status
 
 
@@ -46,10 +52,7 @@ async def chat_across_a_restart(app: AppProcess, talker: str, listener: str) -> 
         talker: The ``Cookie`` header of the user who publishes.
         listener: The ``Cookie`` header of the user who listens.
     """
-    async with (
-        Client(app.ws_url, headers={"Cookie": listener}, **CLIENT_OPTIONS) as grace,
-        Client(app.ws_url, headers={"Cookie": talker}, **CLIENT_OPTIONS) as ada,
-    ):
+    async with hub_client(app, listener) as grace, hub_client(app, talker) as ada:
         room = await grace.subscribe(ROOM)
         for n in range(3):
             await ada.publish(ROOM, {"text": f"before {n}"})
@@ -61,8 +64,7 @@ async def chat_across_a_restart(app: AppProcess, talker: str, listener: str) -> 
             asyncio.create_task(ada.publish(ROOM, {"text": f"offline {n}"})) for n in range(2)
         ]
         await asyncio.to_thread(app.start)
-        async with asyncio.timeout(TIMEOUT):
-            acks = await asyncio.gather(*offline)
+        acks = await asyncio.wait_for(asyncio.gather(*offline), TIMEOUT)
         seen += await publications(room, 2)
 
         texts = [p.data["text"] for p in seen]
@@ -74,6 +76,6 @@ async def chat_across_a_restart(app: AppProcess, talker: str, listener: str) -> 
         assert ada.user != grace.user
 
     # A newcomer reading the whole history finds every message exactly once.
-    async with Client(app.ws_url, headers={"Cookie": listener}, **CLIENT_OPTIONS) as late:
+    async with hub_client(app, listener) as late:
         everything = await late.subscribe(ROOM, since=(seen[0].epoch, 0))
         assert [p.data for p in await publications(everything, 5)] == [p.data for p in seen]
