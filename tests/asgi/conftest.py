@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -19,7 +20,13 @@ import pytest
 
 from openline.hub.asgi import ASGIApp
 
+#: uvicorn with openline's WebSocket engine: the hub app's fast path.
+OPENLINE_ENGINE = "uvicorn+openline"
+#: Every test runs on each; the fast path too where openline.uvicorn exists
+#: (test_fast_path.py fails in CI when it doesn't).
 SERVERS = ["uvicorn", "hypercorn"]
+if importlib.util.find_spec("openline.uvicorn") is not None:
+    SERVERS.append(OPENLINE_ENGINE)
 
 
 def listening_socket(port: int = 0) -> socket.socket:
@@ -43,10 +50,14 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def _uvicorn(app: ASGIApp, sock: socket.socket) -> AsyncIterator[None]:
+async def _uvicorn(
+    app: ASGIApp, sock: socket.socket, root_path: str, ws: str = "auto"
+) -> AsyncIterator[None]:
     import uvicorn
 
-    config = uvicorn.Config(app, lifespan="on", log_config=None, log_level="warning")
+    config = uvicorn.Config(
+        app, lifespan="on", log_config=None, log_level="warning", root_path=root_path, ws=ws
+    )
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
@@ -57,7 +68,7 @@ async def _uvicorn(app: ASGIApp, sock: socket.socket) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def _hypercorn(app: ASGIApp, sock: socket.socket) -> AsyncIterator[None]:
+async def _hypercorn(app: ASGIApp, sock: socket.socket, root_path: str) -> AsyncIterator[None]:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
@@ -66,6 +77,7 @@ async def _hypercorn(app: ASGIApp, sock: socket.socket) -> AsyncIterator[None]:
     config.bind = [f"fd://{os.dup(sock.fileno())}"]
     config.graceful_timeout = 2.0
     config.accesslog = None
+    config.root_path = root_path
     stop = asyncio.Event()
     task = asyncio.ensure_future(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]  # hypercorn's own ASGI types
     try:
@@ -76,12 +88,19 @@ async def _hypercorn(app: ASGIApp, sock: socket.socket) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def serving(kind: str, app: ASGIApp, port: int = 0) -> AsyncIterator[Running]:
+async def serving(
+    kind: str, app: ASGIApp, port: int = 0, *, root_path: str = ""
+) -> AsyncIterator[Running]:
     """Serve ``app`` with the server ``kind`` until the block ends."""
     sock = listening_socket(port)
-    server = _uvicorn if kind == "uvicorn" else _hypercorn
     try:
-        async with server(app, sock):
+        if kind == OPENLINE_ENGINE:
+            context = _uvicorn(app, sock, root_path, "openline.uvicorn:WebSocketProtocol")
+        elif kind == "uvicorn":
+            context = _uvicorn(app, sock, root_path)
+        else:
+            context = _hypercorn(app, sock, root_path)
+        async with context:
             yield Running(kind, sock.getsockname()[1])
     finally:
         sock.close()
@@ -109,4 +128,17 @@ async def http_get(port: int, path: str, headers: dict[str, str] | None = None) 
     for line in header_lines:
         name, _, value = line.partition(":")
         fields.setdefault(name.strip().lower(), []).append(value.strip())
+    if fields.get("transfer-encoding") == ["chunked"]:
+        body = _dechunk(body)
     return int(status_line.split()[1]), fields, body
+
+
+def _dechunk(data: bytes) -> bytes:
+    """The body of a chunked transfer (RFC 9112, section 7.1), without extensions."""
+    body = b""
+    while True:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return body
+        body, data = body + data[:size], data[size + 2 :]

@@ -50,12 +50,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONNECTION_EXTENSION",
+    "HTTP_RESPONSE_EXTENSION",
     "ASGIApp",
     "HubApp",
     "Router",
     "refusal_code",
     "request_from_scope",
     "route",
+    "serve_lifespan",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -246,6 +248,11 @@ async def serve_lifespan(hubs: Iterable[Hub], receive: Receive, send: Send) -> N
             return
         await send({"type": "lifespan.startup.complete"})
         await receive()  # lifespan.shutdown
+        try:
+            await stack.aclose()
+        except Exception as exc:
+            await send({"type": "lifespan.shutdown.failed", "message": f"openline hub: {exc}"})
+            return
     await send({"type": "lifespan.shutdown.complete"})
 
 

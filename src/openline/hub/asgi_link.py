@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import logging
 import uuid
@@ -154,13 +155,20 @@ class AsgiLink:
         self._writer = asyncio.ensure_future(self._write_loop())
 
     async def finish(self) -> None:
-        """Close if the hub didn't, then wait for the writer task to end."""
+        """Close if the hub didn't, then end the writer task.
+
+        A close that an abort sent gets ``close_timeout`` to leave first.
+        """
         if self._state is _State.OPEN:
             await self.close(CloseCode.INTERNAL_ERROR, "internal error")
         writer = self._writer
-        if writer is not None and not writer.done():
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+        if writer is None or writer.done():
+            return
+        if self._state is _State.CLOSING:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._close_sent.wait(), self._close_timeout)
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
 
     # --- Peer: identity ----------------------------------------------------------------
 
