@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.examples.apps import (
+    DJANGO_SERVERS,
     FASTAPI_PASSWORDS,
     SERVERS,
     AppProcess,
@@ -60,7 +61,10 @@ SITES = {
 
 
 @pytest.fixture(
-    params=[("fastapi", "uvicorn"), ("fastapi", "hypercorn"), ("django", "uvicorn")],
+    params=[
+        *(("fastapi", server) for server in SERVERS),
+        *(("django", server) for server in DJANGO_SERVERS),
+    ],
     ids=lambda param: "-".join(param),
 )
 def example(

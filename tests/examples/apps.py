@@ -72,16 +72,21 @@ def _hypercorn(app: str, port: int) -> list[str]:
     ]
 
 
+#: Every server the FastAPI example runs under; the Django one runs under the uvicorns.
 SERVERS = {
     "uvicorn": ServerCommand("uvicorn", _uvicorn(), re.compile(r"Uvicorn running on")),
     "hypercorn": ServerCommand("hypercorn", _hypercorn, re.compile(r"Running on http://")),
-    # With openline as uvicorn's WebSocket engine (once openline.uvicorn exists):
+    # With openline as uvicorn's WebSocket engine (once openline.uvicorn exists), uncomment:
     # "uvicorn-openline": ServerCommand(
     #     "uvicorn-openline",
     #     _uvicorn("--ws", "openline.uvicorn:WebSocketProtocol"),
     #     re.compile(r"Uvicorn running on"),
     # ),
 }
+
+
+#: The servers the Django example runs under.
+DJANGO_SERVERS = [name for name in SERVERS if name.startswith("uvicorn")]
 
 
 def _own_group() -> None:

@@ -8,15 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from .apps import SERVERS, AppProcess, Browser, django_app, login_django
+from .apps import DJANGO_SERVERS, SERVERS, AppProcess, Browser, django_app, login_django
 from .scenario import chat_across_a_restart, refused_status
 
 USERS = {"ada": "a password of ada's", "grace": "a password of grace's"}
 
 
-@pytest.fixture
-def app(tmp_path: pathlib.Path) -> Iterator[AppProcess]:
-    process = django_app(SERVERS["uvicorn"], tmp_path, USERS)
+@pytest.fixture(params=DJANGO_SERVERS)
+def app(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[AppProcess]:
+    process = django_app(SERVERS[request.param], tmp_path, USERS)
     process.start()
     try:
         yield process

@@ -12,7 +12,7 @@ from .apps import FASTAPI_PASSWORDS, SERVERS, AppProcess, Browser, fastapi_app, 
 from .scenario import chat_across_a_restart, refused_status
 
 
-@pytest.fixture(params=["uvicorn", "hypercorn"])
+@pytest.fixture(params=list(SERVERS))
 def app(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[AppProcess]:
     process = fastapi_app(SERVERS[request.param], tmp_path)
     process.start()
