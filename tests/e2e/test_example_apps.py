@@ -33,8 +33,10 @@ except ImportError:  # the browser fixture skips every test, with the reason (fa
     expect = None  # type: ignore[assignment]
 
 DJANGO_PASSWORDS = {"ada": "a password of ada's", "grace": "a password of grace's"}
+#: Milliseconds to wait for a page state (generous: the machine may be busy).
+WAIT = 15_000
 #: Page-state waits that span a server restart (the client's redial backoff is at most 3 s).
-RESTART_TIMEOUT = 20_000
+RESTART_TIMEOUT = 30_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +89,8 @@ def log_in(pages: Pages, site: Site, app: AppProcess, user: str) -> Any:
     page.fill("#password", site.passwords[user])
     page.click("#login button")
     page.wait_for_url(app.url + site.chat)
-    expect(page.locator("body")).to_have_attribute("data-state", "open")
-    expect(page.locator("#me")).to_have_text(f"as {user}")
+    expect(page.locator("body")).to_have_attribute("data-state", "open", timeout=WAIT)
+    expect(page.locator("#me")).to_have_text(f"as {user}", timeout=WAIT)
     return page
 
 
@@ -116,16 +118,18 @@ def test_two_users_chat_and_resume_after_a_server_restart(
     for n in range(3):
         say(ada, f"before {n}")
     for page in (ada, grace):
-        expect(page.locator("#messages .msg .text")).to_have_text([f"before {n}" for n in range(3)])
+        expect(page.locator("#messages .msg .text")).to_have_text(
+            [f"before {n}" for n in range(3)], timeout=WAIT
+        )
     say(grace, "hi ada")
-    expect(ada.locator("#messages .msg")).to_have_count(4)
+    expect(ada.locator("#messages .msg")).to_have_count(4, timeout=WAIT)
 
     app.kill()  # no close frames: what a crash does
     for page in (ada, grace):
-        expect(page.locator("body")).not_to_have_attribute("data-state", "open")
+        expect(page.locator("body")).not_to_have_attribute("data-state", "open", timeout=WAIT)
     for n in range(2):
         say(ada, f"offline {n}")  # queued in Ada's page until the server is back
-    ada.wait_for_function("() => window.chat.pending === 2")
+    ada.wait_for_function("() => window.chat.pending === 2", timeout=WAIT)
 
     app.start()  # the same port, the same data files
     expected = [
@@ -139,13 +143,13 @@ def test_two_users_chat_and_resume_after_a_server_restart(
         )
         expect(page.locator("#messages .msg")).to_have_count(6, timeout=RESTART_TIMEOUT)
         assert shown(page) == expected
-        expect(page.locator("#messages .notice")).to_have_count(0)
-    ada.wait_for_function("() => window.chat.pending === 0")
+        expect(page.locator("#messages .notice")).to_have_count(0, timeout=WAIT)
+    ada.wait_for_function("() => window.chat.pending === 0", timeout=WAIT)
 
     # A fresh page load reads the history: every message once, in order.
     grace.reload()
-    expect(grace.locator("body")).to_have_attribute("data-state", "open")
-    expect(grace.locator("#messages .msg")).to_have_count(6)
+    expect(grace.locator("body")).to_have_attribute("data-state", "open", timeout=WAIT)
+    expect(grace.locator("#messages .msg")).to_have_count(6, timeout=WAIT)
     assert shown(grace) == expected
 
 

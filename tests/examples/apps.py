@@ -224,9 +224,13 @@ def django_app(server: ServerCommand, tmp_path: pathlib.Path, users: dict[str, s
     process = AppProcess(
         server, "chatsite.asgi:application", cwd=DJANGO_DIR, env=env, log=tmp_path / "server.log"
     )
-    manage(process, ["migrate", "--noinput", "-v", "0"])
-    for name, password in users.items():
-        manage(process, ["chatuser", name, password])
+    # What the README says to run (migrate, then chatuser per user), in one process.
+    commands = [("migrate", "--noinput", "-v", "0")]
+    commands += [("chatuser", name, password) for name, password in users.items()]
+    script = "from django.core.management import call_command\n" + "".join(
+        f"call_command(*{command!r})\n" for command in commands
+    )
+    manage(process, ["shell", "-c", script])
     return process
 
 
