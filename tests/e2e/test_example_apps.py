@@ -110,7 +110,7 @@ def shown(page: Any) -> list[tuple[int, str, str]]:
 
 
 def test_two_users_chat_and_resume_after_a_server_restart(
-    example: tuple[Site, AppProcess], pages: Pages
+    pages: Pages, example: tuple[Site, AppProcess]
 ) -> None:
     site, app = example
     ada = log_in(pages, site, app, "ada")
@@ -154,7 +154,7 @@ def test_two_users_chat_and_resume_after_a_server_restart(
 
 
 def test_a_page_without_a_login_gets_neither_the_chat_nor_the_hub(
-    example: tuple[Site, AppProcess], pages: Pages
+    pages: Pages, example: tuple[Site, AppProcess]
 ) -> None:
     site, app = example
     page = pages.open(app.url + site.chat)
