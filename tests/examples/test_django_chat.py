@@ -8,7 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from .apps import DJANGO_SERVERS, SERVERS, AppProcess, Browser, django_app, login_django
+from .apps import (
+    DJANGO_DIR,
+    DJANGO_SERVERS,
+    FASTAPI_DIR,
+    SERVERS,
+    AppProcess,
+    Browser,
+    django_app,
+    login_django,
+)
 from .scenario import chat_across_a_restart, refused_status
 
 USERS = {"ada": "a password of ada's", "grace": "a password of grace's"}
@@ -53,3 +62,10 @@ async def test_anonymous_and_logged_out_users_are_refused_with_401(app: AppProce
 def test_the_chat_page_needs_a_login(app: AppProcess) -> None:
     status, url, _ = Browser(app.url).get("/")
     assert (status, url) == (200, app.url + "/login/?next=/")
+
+
+def test_the_chat_script_is_the_same_in_both_examples() -> None:
+    # Each example is complete on its own, so each has its copy: they must not drift apart.
+    fastapi = FASTAPI_DIR / "pages" / "chat.js"
+    django = DJANGO_DIR / "chat" / "static" / "chat.js"
+    assert django.read_text() == fastapi.read_text()
