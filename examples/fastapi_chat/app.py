@@ -33,7 +33,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import WebSocketRoute
-from users import check_password, display_name
+from users import USERS, check_password, display_name
 
 from openline.hub import Credentials, Hub, Identity, SqliteEngine
 
@@ -53,7 +53,7 @@ async def authenticate(credentials: Credentials) -> Identity | None:
     if scope is None:  # not served through ASGI: no session to read
         return None
     user = scope.get("session", {}).get("user")
-    if not isinstance(user, str) or user == "":
+    if user not in USERS:  # no login, or a user removed since
         return None
     return Identity(user, {"name": display_name(user)})
 
