@@ -26,6 +26,7 @@ help:
 	@echo "make fuzz         every atheris harness in fuzz/ for FUZZ_TIME (14) s each; CI runs it"
 	@echo "make e2e          the browser tests: the demo page in headless Chromium (apt: chromium)"
 	@echo "make screenshot   the browser tests, refreshing docs/demo.png"
+	@echo "make examples     the FastAPI and Django example apps, under real servers and Chromium"
 	@echo "make autobahn-all Autobahn|Testsuite including compression (sections 12-13, ~30 min)"
 	@echo "make bench        openline side by side with its peers into bench/results (~30 min)"
 	@echo "make bench-quick  the same as a 1-minute smoke run into bench/results/quick"
@@ -98,6 +99,11 @@ bench-quick: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e -v
+
+# The FastAPI and Django example apps under uvicorn and hypercorn, with the Python client and Chromium.
+.PHONY: examples
+examples: $(STAMP)
+	$(BIN)/python -m pytest tests/examples tests/e2e/test_example_apps.py -v
 
 screenshot: $(STAMP)
 	OPENLINE_UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest tests/e2e -q -k fresher
