@@ -241,3 +241,13 @@ async def test_invalid_upgrade_is_refused_before_the_app_runs() -> None:
         writer.close()
     assert status.startswith(b"HTTP/1.1 400 ")
     assert app.scopes == []
+
+
+async def test_server_header_settings_apply_to_the_upgrade() -> None:
+    options = {"server_header": False, "date_header": False, "headers": [("x-node", "n1")]}
+    async with run_uvicorn(echo, **options) as running, connect(running.url + "/") as ws:
+        response = ws.response
+    assert response is not None
+    assert "server" not in response.headers
+    assert "date" not in response.headers
+    assert response.headers["x-node"] == "n1"
