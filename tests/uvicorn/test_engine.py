@@ -150,7 +150,7 @@ async def test_peer_that_stops_answering_pings_is_closed() -> None:
 
 
 async def test_peer_that_answers_pings_stays_open() -> None:
-    options = {"ws_ping_interval": 0.02, "ws_ping_timeout": 0.5}
+    options = {"ws_ping_interval": 0.02, "ws_ping_timeout": TIMEOUT / 2}
     async with run_uvicorn(echo, **options) as running, connect(running.url + "/") as ws:
         # The client answers pings by itself; wait for a few of them to pass.
         for _ in range(3):
