@@ -380,6 +380,8 @@ class WebSocketProtocol(ServerConnection):
         status, headers, body = denial
         if kind != "websocket.http.response.body":
             raise RuntimeError(f"Unexpected ASGI message {kind!r} after denying the upgrade.")
+        if self._lost:
+            raise ClientDisconnected
         if self._transport.is_closing():
             raise RuntimeError(f"Unexpected ASGI message {kind!r}: the response is complete.")
         body.append(bytes(message.get("body", b"")))
