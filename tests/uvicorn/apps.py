@@ -35,11 +35,14 @@ class Recorder:
         self.errors: list[BaseException] = []
         self.done = asyncio.Event()
         self.accepted = asyncio.Event()
+        self.started = asyncio.Event()
+        self.refused: list[type[BaseException]] = []
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
             return
         self.scopes.append(scope)
+        self.started.set()
         try:
             await getattr(self, "route_" + scope["path"].rsplit("/", 1)[-1])(scope, receive, send)
         except Exception as exc:
@@ -128,6 +131,51 @@ class Recorder:
         async for message in ws:
             await ws.send(message)
         self.disconnects.append({"code": ws.close_code, "reason": ws.close_reason})
+
+    async def route_misuse(self, scope: Message, receive: Receive, send: Send) -> None:
+        """Every misuse of the ASGI messages raises RuntimeError and changes nothing."""
+        await receive()
+        with _raises(RuntimeError, "Expected ASGI message 'websocket.accept'"):
+            await send({"type": "websocket.send", "text": "too early"})
+        with _raises(RuntimeError, "was not offered"):
+            await send({"type": "websocket.accept", "subprotocol": "unknown"})
+        with _raises(RuntimeError, "invalid response header"):
+            await send({"type": "websocket.accept", "headers": [(b"x-a", b"1\r\nx-b: 2")]})
+        await send({"type": "websocket.accept"})
+        with _raises(RuntimeError, "needs 'bytes' or 'text'"):
+            await send({"type": "websocket.send"})
+        with _raises(RuntimeError, "Expected ASGI message 'websocket.send'"):
+            await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "still fine"})
+        await send({"type": "websocket.close", "code": 1000})
+        with _raises(RuntimeError, "after 'websocket.close'"):
+            await send({"type": "websocket.send", "text": "too late"})
+        with _raises(RuntimeError, "after 'websocket.close'"):
+            await send({"type": "websocket.close"})
+        claim = scope["extensions"]["openline.connection"]["claim"]
+        with _raises(RuntimeError, "after 'websocket.close'"):
+            claim()
+        await self._wait_disconnect(receive)
+
+    async def route_deny_misuse(self, scope: Message, receive: Receive, send: Send) -> None:
+        await receive()
+        with _raises(RuntimeError, "Invalid HTTP status code"):
+            await send({"type": "websocket.http.response.start", "status": 99})
+        await send({"type": "websocket.http.response.start", "status": 418})
+        with _raises(RuntimeError, "after denying the upgrade"):
+            await send({"type": "websocket.accept"})
+        await send({"type": "websocket.http.response.body", "body": b"short and stout"})
+        with _raises(RuntimeError, "the response is complete"):
+            await send({"type": "websocket.http.response.body", "body": b"more"})
+
+    async def route_hold(self, scope: Message, receive: Receive, send: Send) -> None:
+        """Wait before accepting until the client or the server gives up, then try."""
+        await receive()
+        self.disconnects.append(await receive())
+        try:
+            await send({"type": "websocket.accept"})
+        except OSError as exc:
+            self.refused.append(type(exc))
 
 
 class _raises:

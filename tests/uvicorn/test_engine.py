@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 import websockets
 from _pytest.logging import LogCaptureFixture
+from uvicorn.protocols.utils import ClientDisconnected
 from websockets.asyncio.client import connect as websockets_connect
 
 from openline.asyncio import connect
@@ -251,3 +252,56 @@ async def test_server_header_settings_apply_to_the_upgrade() -> None:
     assert "server" not in response.headers
     assert "date" not in response.headers
     assert response.headers["x-node"] == "n1"
+
+
+async def test_misuse_of_asgi_messages_raises_runtime_error() -> None:
+    app = Recorder()
+    async with run_uvicorn(app) as running, connect(running.url + "/misuse") as ws:
+        assert await ws.recv() == "still fine"
+        with pytest.raises(ConnectionClosed) as info:
+            await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1000
+        await asyncio.wait_for(app.done.wait(), TIMEOUT)
+    assert app.errors == []
+    assert app.disconnects == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]
+
+
+async def test_misuse_of_a_denial_raises_runtime_error() -> None:
+    app = Recorder()
+    async with run_uvicorn(app) as running:
+        with pytest.raises(websockets.InvalidStatus) as info:
+            await websockets_connect(running.url + "/deny_misuse")
+        await asyncio.wait_for(app.done.wait(), TIMEOUT)
+    response = info.value.response
+    assert response.status_code == 418
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.body == b"short and stout"
+    assert app.errors == []
+
+
+async def test_client_leaving_before_accept() -> None:
+    app = Recorder()
+    async with run_uvicorn(app) as running:
+        _, writer = await asyncio.open_connection("127.0.0.1", running.port)
+        writer.write(
+            b"GET /hold HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await asyncio.wait_for(app.started.wait(), TIMEOUT)
+        writer.close()
+        await asyncio.wait_for(app.done.wait(), TIMEOUT)
+    assert app.disconnects == [{"type": "websocket.disconnect", "code": 1006}]
+    assert app.refused == [ClientDisconnected]
+
+
+async def test_shutdown_before_accept_answers_500() -> None:
+    app = Recorder()
+    async with run_uvicorn(app) as running:
+        attempt = asyncio.ensure_future(connect(running.url + "/hold"))
+        await asyncio.wait_for(app.started.wait(), TIMEOUT)
+        await running.stop()
+        with pytest.raises(InvalidStatus) as info:
+            await attempt
+    assert info.value.status == 500
+    assert app.disconnects == [{"type": "websocket.disconnect", "code": 1006}]
