@@ -177,6 +177,19 @@ class Recorder:
         except OSError as exc:
             self.refused.append(type(exc))
 
+    async def route_send_after_disconnect(
+        self, scope: Message, receive: Receive, send: Send
+    ) -> None:
+        """Send after the client left: the spec's OSError, which the server swallows."""
+        await receive()
+        await send({"type": "websocket.accept"})
+        await self._wait_disconnect(receive)
+        try:
+            await send({"type": "websocket.send", "text": "anyone?"})
+        except OSError as exc:
+            self.refused.append(type(exc))
+            raise
+
 
 class _raises:
     """``pytest.raises`` for code running inside the server's task."""

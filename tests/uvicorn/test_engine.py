@@ -305,3 +305,17 @@ async def test_shutdown_before_accept_answers_500() -> None:
             await attempt
     assert info.value.status == 500
     assert app.disconnects == [{"type": "websocket.disconnect", "code": 1006}]
+
+
+async def test_send_after_the_client_left_raises_client_disconnected(
+    uvicorn_log: LogCaptureFixture,
+) -> None:
+    app = Recorder()
+    async with run_uvicorn(app) as running:
+        async with connect(running.url + "/send_after_disconnect"):
+            pass
+        await asyncio.wait_for(app.done.wait(), TIMEOUT)
+    assert app.refused == [ClientDisconnected]
+    assert app.disconnects == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]
+    # Not an application error: nothing is logged.
+    assert "Exception in ASGI application" not in uvicorn_log.text
