@@ -253,6 +253,11 @@ class WebSocketProtocol(ServerConnection):
             result = await self._app(self.scope, self._receive, self._send)
         except ClientDisconnected:
             failed = False
+        except asyncio.CancelledError:
+            # uvicorn cancels what outlives its graceful shutdown: drop the connection.
+            if not self._lost:
+                self._transport.abort()
+            raise
         except Exception:
             logger.exception("Exception in ASGI application\n")
             failed = True
@@ -267,7 +272,7 @@ class WebSocketProtocol(ServerConnection):
 
     def _app_done(self, failed: bool) -> None:
         """Finish the connection the application left: 500 or 1011 if it failed, else 1000."""
-        if self._lost:
+        if self._lost or self._transport.is_closing():
             return
         if self._core is None:
             if self._denial is None or failed:
