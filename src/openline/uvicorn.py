@@ -279,8 +279,11 @@ class WebSocketProtocol(ServerConnection):
                 self._write_response(self._plain(500, "Internal Server Error"))
             self._transport.close()
             return
-        code = CloseCode.INTERNAL_ERROR if failed else CloseCode.NORMAL_CLOSURE
-        self._close_nowait(code)
+        core = self._core
+        if core.close_pending:
+            self._release_close()  # answer the peer's close now, not after the grace
+        else:
+            self._close_nowait(CloseCode.INTERNAL_ERROR if failed else CloseCode.NORMAL_CLOSURE)
 
     async def _receive(self) -> Message:
         if not self._connect_sent:
@@ -427,9 +430,15 @@ class WebSocketProtocol(ServerConnection):
         Close(code, reason).check()
         self._app_close = (code, reason)
         core = self._core
-        if core is not None and core.state is State.OPEN and not self._lost:
+        if core is None or self._lost:
+            return
+        if core.state is State.OPEN:
             core.send_close(code, reason)
             self._flush(core)
+        elif core.close_pending:
+            # The peer closed first and its close awaits our answer, held for the
+            # messages before it: the application is done with them.
+            self._release_close()
 
     # --- the openline.connection extension ---------------------------------------------
 
