@@ -27,7 +27,7 @@ help:
 	@echo "make e2e          the browser tests: the demo page in headless Chromium (apt: chromium)"
 	@echo "make screenshot   the browser tests, refreshing docs/demo.png"
 	@echo "make examples     the FastAPI and Django example apps, under real servers and Chromium"
-	@echo "make autobahn-all Autobahn|Testsuite including compression (sections 12-13, ~30 min)"
+	@echo "make autobahn-all Autobahn|Testsuite including compression (sections 12-13, ~45 min with the uvicorn engine)"
 	@echo "make bench        openline side by side with its peers into bench/results (~30 min)"
 	@echo "make bench-quick  the same as a 1-minute smoke run into bench/results/quick"
 	@echo "make bench-cluster fan-out over 2 hub nodes + Redis vs 1 node in memory (~3 min)"

@@ -240,3 +240,12 @@ def test_only_the_command_line_imports_the_benchmarks(module: str) -> None:
         return
     bench = sorted(name for name in GRAPH[module] if name.startswith("openline.bench"))
     assert not bench, f"{module} imports {', '.join(bench)}"
+
+
+@pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
+def test_only_the_uvicorn_engine_imports_uvicorn(path: pathlib.Path) -> None:
+    if path == SRC / "uvicorn.py":
+        return
+    for name, level in _imports(path):
+        if level == 0:
+            assert name.split(".")[0] != "uvicorn", f"{path.name} imports {name}"

@@ -76,12 +76,12 @@ def _hypercorn(app: str, port: int) -> list[str]:
 SERVERS = {
     "uvicorn": ServerCommand("uvicorn", _uvicorn(), re.compile(r"Uvicorn running on")),
     "hypercorn": ServerCommand("hypercorn", _hypercorn, re.compile(r"Running on http://")),
-    # With openline as uvicorn's WebSocket engine (once openline.uvicorn exists), uncomment:
-    # "uvicorn-openline": ServerCommand(
-    #     "uvicorn-openline",
-    #     _uvicorn("--ws", "openline.uvicorn:WebSocketProtocol"),
-    #     re.compile(r"Uvicorn running on"),
-    # ),
+    # openline as uvicorn's WebSocket engine: the hub takes its fast path (a claimed connection).
+    "uvicorn-openline": ServerCommand(
+        "uvicorn-openline",
+        _uvicorn("--ws", "openline.uvicorn:WebSocketProtocol"),
+        re.compile(r"Uvicorn running on"),
+    ),
 }
 
 
