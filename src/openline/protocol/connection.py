@@ -96,6 +96,8 @@ _MASK_POOL_SIZE = 4096
 # than one: joining them would copy the payload once more, and the transport
 # writes both with one writev. Never 0: an empty chunk means "half-close".
 _SPLIT_FRAME_SIZE = 16384
+# _encode writes 16-bit lengths only: every larger payload must take _encode_split.
+assert _SPLIT_FRAME_SIZE <= 0x10000
 # Once this many chunks wait in data_to_send(), answers to further pings are
 # coalesced into one (section 5.5.3): one read full of pings then costs at most
 # this many pongs plus one, not a pong per ping. A peer that pings a few times in
@@ -826,22 +828,22 @@ class Connection:
         self._queue(self._encode(opcode | 0x80, bytes(data)))
 
     def _encode(self, head: int, data: bytes) -> bytes:
-        """Serialize a frame without extensions: the hot path of every send."""
+        """Serialize a frame without extensions: the hot path of every send.
+
+        Only for payloads under ``_SPLIT_FRAME_SIZE`` (16 KiB): larger ones go through
+        ``_encode_split``, so the 64-bit length never occurs here.
+        """
         length = len(data)
         if self._is_client:
             key = self._next_mask()
             if length < 126:
                 header = _PACK_BB(head, 0x80 | length)
-            elif length < 0x10000:
-                header = _PACK_BBH(head, 0xFE, length)
             else:
-                header = _PACK_BBQ(head, 0xFF, length)
+                header = _PACK_BBH(head, 0xFE, length)
             return header + key + apply_mask(data, key)
         if length < 126:
             return _PACK_BB(head, length) + data
-        if length < 0x10000:
-            return _PACK_BBH(head, 126, length) + data
-        return _PACK_BBQ(head, 127, length) + data
+        return _PACK_BBH(head, 126, length) + data
 
     def _encode_split(self, head: int, data: bytes) -> tuple[bytes, bytes]:
         """Serialize a large frame without extensions as its header and its payload."""
