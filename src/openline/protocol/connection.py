@@ -836,10 +836,9 @@ class Connection:
         length = len(data)
         if self._is_client:
             key = self._next_mask()
-            if length < 126:
-                header = _PACK_BB(head, 0x80 | length)
-            else:
-                header = _PACK_BBH(head, 0xFE, length)
+            header = (
+                _PACK_BB(head, 0x80 | length) if length < 126 else _PACK_BBH(head, 0xFE, length)
+            )
             return header + key + apply_mask(data, key)
         if length < 126:
             return _PACK_BB(head, length) + data
