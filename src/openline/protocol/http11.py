@@ -595,7 +595,8 @@ def _parse_fields(lines: list[bytes]) -> Headers:
     if len(pairs) != len(lines):
         for line in lines:
             _check_field_line(line)
-        raise AssertionError(f"field lines should be invalid: {lines!r}")  # pragma: no cover
+        # Not reached: _check_field_line raises for the line the expression refused.
+        raise AssertionError(f"field lines should be invalid: {lines!r}")
     fields = headers._fields
     index = headers._index
     for name, raw_value in pairs:
