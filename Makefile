@@ -14,7 +14,7 @@ FUZZ_TIME ?= 14
 FUZZ_HARNESSES ?= connection handshake wire hub deflate
 MATRIX ?= $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3 $(HOME)/.pyenv/versions/3.12.*/bin/python3 $(HOME)/.pyenv/versions/3.13.*/bin/python3)
 
-.PHONY: help serve test test-matrix style types coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps e2e screenshot bench bench-quick bench-cluster clean
+.PHONY: help serve test test-matrix style types coverage coverage-protocol suite-under-coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps e2e screenshot bench bench-quick bench-cluster clean
 
 help:
 	@echo "make serve        run the main job: the hub and its demo page on http://$(HOST):$(PORT)/"
@@ -22,7 +22,9 @@ help:
 	@echo "make test-matrix  core, asyncio and interop tests on Python 3.10, 3.12 (pure Python) and 3.13"
 	@echo "make style        ruff check and ruff format --check"
 	@echo "make types        mypy --strict on src/"
-	@echo "make coverage     the suite with branch coverage"
+	@echo "make coverage     branch coverage: protocol/ at 100 %, the rest at its floor; htmlcov/"
+	@echo "make coverage-protocol  the protocol/ gate alone (about a minute)"
+	@echo "make docs         the reference site into site/ (mkdocs, warnings are errors)"
 	@echo "make fuzz         every atheris harness in fuzz/ for FUZZ_TIME (14) s each; CI runs it"
 	@echo "make e2e          the browser tests: the demo page in headless Chromium (apt: chromium)"
 	@echo "make screenshot   the browser tests, refreshing docs/demo.png"
@@ -49,8 +51,37 @@ tests/interop/node/node_modules/.package-lock.json: tests/interop/node/package-l
 autobahn-deps:
 	bash tests/autobahn/install.sh
 
-test: $(STAMP) node-deps autobahn-deps style types
-	$(BIN)/python -m pytest
+# Branch coverage is part of `make test` (and so of CI), in two gates:
+# - protocol/ at 100 %, from its own tests only (`make coverage-protocol`, about 30 s of CPU):
+#   it runs first, so a gap there fails in a minute, not after the whole suite;
+# - everything else at no less than COVERAGE_FLOOR %, from the whole suite, which runs under
+#   coverage (the C tracer; child processes too, see [tool.coverage.run]).
+# `make coverage` runs the same and shows every file's missing lines, and htmlcov/.
+# The floor is today's level (90.3 % when it was set; protocol/ 100 %, all 91.7 %), rounded
+# down so that branches that depend on timing don't fail a run: raise it as tests are added.
+# Under coverage the suite costs about 1.85x the CPU, but most of its time is spent waiting
+# (outages, timeouts, peers): on tests/asyncio the wall time grew by 2-12 %.
+COVERAGE_FLOOR ?= 90
+COV_DIR := $(CURDIR)/.cache/coverage
+COV_PROTOCOL := COVERAGE_FILE=$(COV_DIR)/protocol $(BIN)/coverage
+COV_SUITE := COVERAGE_FILE=$(COV_DIR)/suite $(BIN)/coverage
+COV_REST := --omit='*/openline/protocol/*' --fail-under=$(COVERAGE_FLOOR)
+
+test: $(STAMP) node-deps autobahn-deps style types docs coverage-protocol suite-under-coverage
+	@$(COV_SUITE) report $(COV_REST) --format=total >/dev/null || { \
+		echo "branch coverage outside protocol/ is $$($(COV_SUITE) report --omit='*/openline/protocol/*' --format=total) %, below the floor of $(COVERAGE_FLOOR) %: make coverage shows what is missing"; exit 1; }
+	@echo "branch coverage: protocol/ 100 %, the rest $$($(COV_SUITE) report --omit='*/openline/protocol/*' --format=total) % (floor $(COVERAGE_FLOOR) %)"
+
+coverage-protocol: $(STAMP)
+	@mkdir -p $(COV_DIR) && rm -f $(COV_DIR)/protocol*
+	$(COV_PROTOCOL) run -m pytest -q tests/protocol
+	@$(COV_PROTOCOL) combine -q
+	$(COV_PROTOCOL) report --include='*/openline/protocol/*' --fail-under=100
+
+suite-under-coverage: $(STAMP) node-deps autobahn-deps
+	@mkdir -p $(COV_DIR) && rm -f $(COV_DIR)/suite*
+	$(COV_SUITE) run -m pytest
+	@$(COV_SUITE) combine -q
 
 test-matrix:
 	@test -n "$(MATRIX)" || { echo "no Python 3.10/3.12/3.13 found under ~/.pyenv"; exit 1; }
@@ -69,15 +100,15 @@ test-matrix:
 	done
 
 style: $(STAMP)
-	$(BIN)/ruff check src tests bench fuzz examples
-	$(BIN)/ruff format --check src tests bench fuzz examples
+	$(BIN)/ruff check src tests bench fuzz examples docs/_hooks
+	$(BIN)/ruff format --check src tests bench fuzz examples docs/_hooks
 
 types: $(STAMP)
 	$(BIN)/mypy
 
-coverage: $(STAMP) node-deps autobahn-deps
-	$(BIN)/coverage run -m pytest
-	$(BIN)/coverage report
+coverage: coverage-protocol suite-under-coverage
+	$(COV_SUITE) html -q --directory=htmlcov
+	$(COV_SUITE) report $(COV_REST)
 
 autobahn: $(STAMP) autobahn-deps
 	$(BIN)/python -m pytest tests/autobahn -v
@@ -126,8 +157,11 @@ fuzz: $(STAMP)
 	done; \
 	test -z "$$failed" || { echo "fuzz: failed:$$failed; reproducers in fuzz/crashes/"; exit 1; }
 
-docs:
-	@echo "docs live in docs/*.md"
+# The reference site: tutorial, how-to guides, docs/*.md and the API reference from the
+# docstrings, into site/. --strict makes every warning (broken link or anchor, a docs/*.md
+# missing from mkdocs.yml's nav, a docstring that doesn't parse) an error.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
 
 clean:
-	rm -rf $(VENV) .venv-3.* .cache build dist src/*.egg-info src/openline/protocol/*.so
+	rm -rf $(VENV) .venv-3.* .cache build dist site src/*.egg-info src/openline/protocol/*.so

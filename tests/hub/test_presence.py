@@ -136,11 +136,17 @@ async def test_counts_only_channels_send_counts_not_users(engine: Engine) -> Non
         others = [await connect_as(running, f"fan{n}") for n in range(3)]
         for other in others:
             await other.subscribe("live:game")
-        # Joins are coalesced into one count update per interval.
+        # Joins are coalesced into one count update per interval. On a busy machine the
+        # three joins may span several intervals: then counts below 4 come first, never more
+        # than one per count (1, 2, 3).
         update = await watcher.expect("presence", ch="live:game")
-        assert "users" not in update
-        if update["count"] != 4:
-            update = await watcher.expect("presence", count=4)
+        for _ in range(3):
+            assert "users" not in update
+            if update["count"] == 4:
+                break
+            assert 1 <= update["count"] < 4
+            update = await watcher.expect("presence", ch="live:game")
+        assert "users" not in update and update["count"] == 4
         await watcher.silent(60 * MS)
         await watcher.send(type="presence", ch="live:game", rid="q")
         await watcher.expect("presence", count=4, rid="q")

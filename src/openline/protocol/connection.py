@@ -750,7 +750,7 @@ class Connection:
             self._emit(Pong(payload))
         elif opcode == _CLOSE:
             self._process_close(payload)
-        else:  # pragma: no cover
+        else:  # pragma: no cover - _check_header refused other control opcodes
             raise AssertionError(f"unexpected control opcode {opcode}")
 
     def _process_close(self, payload: bytes) -> None:

@@ -573,12 +573,11 @@ def _split_head(
             f"{what} has {at_least}{len(lines) - 1} header lines; max_headers is {max_headers}"
         )
     if max_line is not None and lines and max(map(len, lines)) > max_line:
-        for line in lines:
-            if len(line) > max_line:
-                raise SecurityError(
-                    f"{what} line of {at_least}{len(line)} bytes "
-                    f"exceeds max_line of {max_line} bytes"
-                )
+        # max() in C is the fast check; only a refusal looks for the line to name.
+        long_line = next(line for line in lines if len(line) > max_line)
+        raise SecurityError(
+            f"{what} line of {at_least}{len(long_line)} bytes exceeds max_line of {max_line} bytes"
+        )
     for line in lines:
         # RFC 9112, section 2.2 lets a recipient accept a bare LF; we don't, and a
         # bare CR MUST be rejected or replaced.
@@ -596,7 +595,8 @@ def _parse_fields(lines: list[bytes]) -> Headers:
     if len(pairs) != len(lines):
         for line in lines:
             _check_field_line(line)
-        raise AssertionError(f"field lines should be invalid: {lines!r}")  # pragma: no cover
+        # Not reached: _check_field_line raises for the line the expression refused.
+        raise AssertionError(f"field lines should be invalid: {lines!r}")
     fields = headers._fields
     index = headers._index
     for name, raw_value in pairs:
