@@ -81,7 +81,9 @@ def test_the_sdist_carries_a_test_suite_that_runs(tmp_path: pathlib.Path) -> Non
         cwd=tree,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(tree / "src")},
+        # Nothing is compiled in the unpacked sdist: outside CI's rules, which make the
+        # compiled variants of the tests fail rather than skip.
+        env={**{k: v for k, v in os.environ.items() if k != "CI"}, "PYTHONPATH": str(tree / "src")},
         timeout=TIMEOUT,
         check=False,
     )
