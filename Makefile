@@ -13,7 +13,7 @@ FUZZ_TIME ?= 14
 FUZZ_HARNESSES ?= connection handshake wire hub deflate
 MATRIX ?= $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3 $(HOME)/.pyenv/versions/3.12.*/bin/python3 $(HOME)/.pyenv/versions/3.13.*/bin/python3)
 
-.PHONY: help serve test test-matrix style types coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps e2e screenshot bench bench-quick bench-cluster clean
+.PHONY: help serve test test-matrix style types coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps e2e screenshot bench bench-quick bench-check bench-cluster clean
 
 help:
 	@echo "make serve        run the main job: the hub and its demo page on http://$(HOST):$(PORT)/"
@@ -28,6 +28,7 @@ help:
 	@echo "make autobahn-all Autobahn|Testsuite including compression (sections 12-13, ~30 min)"
 	@echo "make bench        openline side by side with its peers into bench/results (~30 min)"
 	@echo "make bench-quick  the same as a 1-minute smoke run into bench/results/quick"
+	@echo "make bench-check  a 3-minute run: which ratios moved since bench/results (informative)"
 	@echo "make bench-cluster fan-out over 2 hub nodes + Redis vs 1 node in memory (~3 min)"
 
 $(STAMP): pyproject.toml setup.py
@@ -89,6 +90,11 @@ bench: $(STAMP)
 bench-cluster: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/openline bench --cluster $(BENCH_ARGS)
+
+# Informative: exits non-zero only with BENCH_ARGS=--fail-on-change.
+bench-check: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/openline bench --check $(BENCH_ARGS)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'

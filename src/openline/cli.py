@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import pathlib
 import signal
 import socket
 import ssl
@@ -49,6 +50,7 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from .asyncio.server import Server, ServerConnection
+    from .bench.runner import Options as BenchOptions
     from .hub.backends.base import Engine
     from .hub.jwt_auth import JwtAuth
     from .protocol.http11 import Request, Response
@@ -279,6 +281,20 @@ def _add_bench(commands: Any) -> None:
         metavar="N",
         help="instead: N publishes (5000) through each engine's publish() and through a hub "
         "connection, memory vs sqlite vs Redis; µs per publish and publishes/s",
+    )
+    bench.add_argument(
+        "--check",
+        nargs="?",
+        const="bench/results/results.json",
+        metavar="JSON",
+        help="instead: a short run (echo-32-x16, fanout-1k; 3 x 2 s) into bench/results/check, "
+        "then which of openline's ratios moved since JSON (bench/results/results.json) by more "
+        "than the repetitions' spread",
+    )
+    bench.add_argument(
+        "--fail-on-change",
+        action="store_true",
+        help="with --check: exit with 1 when a ratio moved by more than its noise",
     )
     bench.add_argument("--list", action="store_true", help="list scenarios and servers, then exit")
     bench.add_argument("--report", metavar="JSON", help="redraw the report from a results.json")
@@ -1107,10 +1123,20 @@ def _run_bench(args: argparse.Namespace) -> int:
         profile=args.profile,
     )
     try:
+        if args.check is not None:
+            return _check_bench(options, pathlib.Path(args.check), args.fail_on_change)
         run(options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return EXIT_OK
+
+
+def _check_bench(options: BenchOptions, against: pathlib.Path, fail_on_change: bool) -> int:
+    from .bench.check import check
+
+    if not against.is_file():
+        raise UsageError(f"--check: no results at {against}")
+    return check(options, against, fail_on_change=fail_on_change)
 
 
 def _run_cluster_bench(args: argparse.Namespace) -> int:
@@ -1168,7 +1194,6 @@ def _list_bench() -> int:
 
 def _redraw_bench(args: argparse.Namespace) -> int:
     import json
-    import pathlib
 
     from .bench import report
 
