@@ -13,7 +13,7 @@ FUZZ_TIME ?= 14
 FUZZ_HARNESSES ?= connection handshake wire hub deflate
 MATRIX ?= $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3 $(HOME)/.pyenv/versions/3.12.*/bin/python3 $(HOME)/.pyenv/versions/3.13.*/bin/python3)
 
-.PHONY: help serve test test-matrix style types coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps e2e screenshot bench bench-quick bench-check bench-cluster clean
+.PHONY: help serve test test-matrix style types coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps e2e screenshot bench bench-quick bench-check bench-cluster bench-hub bench-node-deps clean
 
 help:
 	@echo "make serve        run the main job: the hub and its demo page on http://$(HOST):$(PORT)/"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench        openline side by side with its peers into bench/results (~30 min)"
 	@echo "make bench-quick  the same as a 1-minute smoke run into bench/results/quick"
 	@echo "make bench-check  a 3-minute run: which ratios moved since bench/results (informative)"
+	@echo "make bench-hub    one room: the hub vs python-socketio and Socket.IO on Node (~15 min)"
 	@echo "make bench-cluster fan-out over 2 hub nodes + Redis vs 1 node in memory (~3 min)"
 
 $(STAMP): pyproject.toml setup.py
@@ -86,6 +87,15 @@ autobahn-all: $(STAMP) autobahn-deps
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/openline bench $(BENCH_ARGS)
+
+bench-node-deps: bench/node/node_modules/.package-lock.json
+
+bench/node/node_modules/.package-lock.json: bench/node/package-lock.json
+	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
+
+bench-hub: $(STAMP) bench-node-deps
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/openline bench --hub $(BENCH_ARGS)
 
 bench-cluster: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'

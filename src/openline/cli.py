@@ -263,9 +263,24 @@ def _add_bench(commands: Any) -> None:
         help="instead: fan-out over 2 hub nodes and Redis vs 1 node in memory (cluster.json/.md)",
     )
     bench.add_argument(
-        "--subscribers", type=_positive_int, help="with --cluster (2000; quick: 100)"
+        "--hub",
+        action="store_true",
+        help="instead: one room, the hub against python-socketio and Socket.IO on Node, one "
+        "node and two + Redis, at 1,000 x 100/s and 5,000 x 50/s (hub.json/.md in OUTPUT, "
+        "bench/results/hub)",
     )
-    bench.add_argument("--rate", type=_positive_float, default=100.0, help="with --cluster, msg/s")
+    bench.add_argument(
+        "--config",
+        action="append",
+        dest="hub_configurations",
+        help="with --hub: only this configuration (repeat)",
+    )
+    bench.add_argument(
+        "--subscribers",
+        type=_positive_int,
+        help="with --cluster (2000; quick: 100) or --hub (one load instead of both)",
+    )
+    bench.add_argument("--rate", type=_positive_float, help="with --cluster (100) or --hub, msg/s")
     bench.add_argument(
         "--soak",
         action="store_true",
@@ -1103,6 +1118,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.cluster:
         return _run_cluster_bench(args)
+    if args.hub:
+        return _run_hub_bench(args)
     if args.soak:
         return _run_soak_bench(args)
     from .bench.runner import Options, run
@@ -1144,6 +1161,28 @@ def _run_cluster_bench(args: argparse.Namespace) -> int:
 
     options = Options(
         subscribers=args.subscribers,
+        rate=args.rate or 100.0,
+        repetitions=args.repetitions,
+        window=args.window,
+        warmup=args.warmup,
+        deadline=args.deadline / 1000,
+        quick=args.quick,
+        output=args.output,
+        server_cpu=args.server_cpu,
+        client_cpu=args.client_cpu,
+    )
+    try:
+        run(options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def _run_hub_bench(args: argparse.Namespace) -> int:
+    from .bench.hubpeers import Options, run
+
+    options = Options(
+        subscribers=args.subscribers,
         rate=args.rate,
         repetitions=args.repetitions,
         window=args.window,
@@ -1153,6 +1192,7 @@ def _run_cluster_bench(args: argparse.Namespace) -> int:
         output=args.output,
         server_cpu=args.server_cpu,
         client_cpu=args.client_cpu,
+        configurations=args.hub_configurations,
     )
     try:
         run(options)
@@ -1207,6 +1247,12 @@ def _redraw_bench(args: argparse.Namespace) -> int:
         from .bench import cluster_report
 
         for path in cluster_report.write(document, output):
+            print(f"wrote {path}", file=sys.stderr)
+        return EXIT_OK
+    if isinstance(document, dict) and document.get("kind") == "hub":
+        from .bench import hub_report
+
+        for path in hub_report.write(document, output):
             print(f"wrote {path}", file=sys.stderr)
         return EXIT_OK
     for path in report.write(document, output, chart=not args.no_chart):
