@@ -322,6 +322,8 @@ class PublisherClient(Client):
         self.acks = 0
         self.dialect = dialect
         self.ready: asyncio.Future[None] = gen.loop.create_future()
+        if not gen.framing:  # the raw relay: no handshake, nothing to wait for
+            self.ready.set_result(None)
 
     def opened_hook(self) -> None:
         if self.dialect.name != "socketio":
