@@ -71,6 +71,7 @@ class Session:
         "identity",
         "info_json",
         "limited_since",
+        "publishes",
         "subs",
         "user",
         "ws",
@@ -107,6 +108,8 @@ class Session:
         self._error_times: collections.deque[float] | None = None
         #: The publish whose retry later publishes wait for, after a retryable refusal.
         self.hold: Hold | None = None
+        #: While publishes are being stored: the messages received since, in order.
+        self.publishes: collections.deque[str | bytes] | None = None
         #: When the current run of ``rate_limited`` refusals began; ``None`` outside one.
         self.limited_since: float | None = None
 
