@@ -103,8 +103,8 @@ async def test_a_burst_is_stored_answered_and_delivered_in_order(engine: Engine)
             if message["type"] != "publish":
                 continue
             assert reply["type"] == "ack" and reply["id"] == message["id"], reply
-            if message["rid"] == 50:
-                assert reply["duplicate"] is True and reply["offset"] == offsets[10]  # m10, the eleventh
+            if message["rid"] == 50:  # m10 again: the eleventh publish's offset
+                assert reply["duplicate"] is True and reply["offset"] == offsets[10]
             else:
                 assert reply["duplicate"] is False
                 offsets.append(reply["offset"])
