@@ -14,7 +14,7 @@ FUZZ_TIME ?= 14
 FUZZ_HARNESSES ?= connection handshake wire hub deflate
 MATRIX ?= $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3 $(HOME)/.pyenv/versions/3.12.*/bin/python3 $(HOME)/.pyenv/versions/3.13.*/bin/python3)
 
-.PHONY: help serve test test-matrix style types coverage coverage-protocol suite-under-coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps e2e screenshot bench bench-quick bench-cluster clean
+.PHONY: help serve test test-matrix style types coverage coverage-protocol suite-under-coverage fuzz docs autobahn autobahn-all node-deps autobahn-deps e2e screenshot bench bench-quick bench-check bench-cluster bench-hub bench-node-deps clean
 
 help:
 	@echo "make serve        run the main job: the hub and its demo page on http://$(HOST):$(PORT)/"
@@ -32,6 +32,8 @@ help:
 	@echo "make autobahn-all Autobahn|Testsuite including compression (sections 12-13, ~45 min with the uvicorn engine)"
 	@echo "make bench        openline side by side with its peers into bench/results (~30 min)"
 	@echo "make bench-quick  the same as a 1-minute smoke run into bench/results/quick"
+	@echo "make bench-check  a 3-minute run: which ratios moved since bench/results (informative)"
+	@echo "make bench-hub    one room: the hub vs python-socketio and Socket.IO on Node (~15 min)"
 	@echo "make bench-cluster fan-out over 2 hub nodes + Redis vs 1 node in memory (~3 min)"
 
 $(STAMP): pyproject.toml setup.py
@@ -67,7 +69,7 @@ COV_PROTOCOL := COVERAGE_FILE=$(COV_DIR)/protocol $(BIN)/coverage
 COV_SUITE := COVERAGE_FILE=$(COV_DIR)/suite $(BIN)/coverage
 COV_REST := --omit='*/openline/protocol/*' --fail-under=$(COVERAGE_FLOOR)
 
-test: $(STAMP) node-deps autobahn-deps style types docs coverage-protocol suite-under-coverage
+test: $(STAMP) node-deps bench-node-deps autobahn-deps style types docs coverage-protocol suite-under-coverage
 	@$(COV_SUITE) report $(COV_REST) --format=total >/dev/null || { \
 		echo "branch coverage outside protocol/ is $$($(COV_SUITE) report --omit='*/openline/protocol/*' --format=total) %, below the floor of $(COVERAGE_FLOOR) %: make coverage shows what is missing"; exit 1; }
 	@echo "branch coverage: protocol/ 100 %, the rest $$($(COV_SUITE) report --omit='*/openline/protocol/*' --format=total) % (floor $(COVERAGE_FLOOR) %)"
@@ -78,7 +80,7 @@ coverage-protocol: $(STAMP)
 	@$(COV_PROTOCOL) combine -q
 	$(COV_PROTOCOL) report --include='*/openline/protocol/*' --fail-under=100
 
-suite-under-coverage: $(STAMP) node-deps autobahn-deps
+suite-under-coverage: $(STAMP) node-deps bench-node-deps autobahn-deps
 	@mkdir -p $(COV_DIR) && rm -f $(COV_DIR)/suite*
 	$(COV_SUITE) run -m pytest
 	@$(COV_SUITE) combine -q
@@ -120,9 +122,23 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/openline bench $(BENCH_ARGS)
 
+bench-node-deps: bench/node/node_modules/.package-lock.json
+
+bench/node/node_modules/.package-lock.json: bench/node/package-lock.json
+	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
+
+bench-hub: $(STAMP) bench-node-deps
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/openline bench --hub $(BENCH_ARGS)
+
 bench-cluster: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/openline bench --cluster $(BENCH_ARGS)
+
+# Informative: exits non-zero only with BENCH_ARGS=--fail-on-change.
+bench-check: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/openline bench --check $(BENCH_ARGS)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'

@@ -140,7 +140,7 @@ def test_ceiling_messages_have_the_layout_and_size_of_hub_messages() -> None:
     real = _hub_message(7)
     assert len(made) == len(real) - 4  # the frame header of a 126-65535 byte payload
     assert json.loads(made)["data"] == {"t": 1234.5, "seq": 7}
-    assert hubload.HubSubscriber._last_seq(made, 0, len(made)) == 7
+    assert hubload._last_seq(made, 0, len(made), b"}}") == 7
 
 
 def test_shares_split_subscribers_evenly() -> None:

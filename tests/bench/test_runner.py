@@ -46,11 +46,20 @@ def test_smoke_run_measures_every_scenario_kind_and_writes_the_report(
     assert scenarios["fanout-1k"]["medians"]["openline"]["deliveries_per_s"] > 0
     assert scenarios["fanout-1k"]["medians"]["openline-lowlevel"]["deliveries_per_s"] > 0
     assert "deliveries_per_s" in scenarios["fanout-1k"]["ratios"]["openline"]["raw"]
+    # CPU per message next to throughput: the server's CPU time over what it handled.
+    for name in ("echo-32-x16", "fanout-1k"):
+        for server in ("openline", "raw"):
+            (result,) = scenarios[name]["runs"][server]
+            metrics = result["metrics"]
+            assert metrics["server_us_per_msg"] >= 0
+        assert "server_us_per_msg" in scenarios[name]["ratios"]["openline"]["raw"]
+    assert "server_us_per_msg" not in scenarios["idle-10k"]["medians"]["openline"]
     assert document["config"]["quick"] is True
 
     assert json.loads((tmp_path / "results.json").read_text()) == document
     markdown = (tmp_path / "results.md").read_text()
     assert "| openline " in markdown and "quick smoke mode" in markdown
+    assert "Server CPU per message in microseconds" in markdown
     lines = progress.getvalue().splitlines()
     assert lines[0].startswith("[") and "1/9" in lines[0]
     assert lines[-1] == f"wrote {tmp_path / 'results.md'}"

@@ -25,6 +25,8 @@ def _panels(document: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
         panels.append((scenario, scenario["primary"]))
         if scenario["kind"] == "idle":
             panels.append((scenario, "handshakes_per_s"))
+        elif any("server_us_per_msg" in (m or {}) for m in scenario["medians"].values()):
+            panels.append((scenario, "server_us_per_msg"))
     return panels
 
 

@@ -38,8 +38,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .loadgen import BUFFER, VIEW, Client, Generator, Tally, Window, _Publisher, child_main
-from .system import cpu_seconds
+from .loadgen import (
+    BUFFER,
+    VIEW,
+    Client,
+    Generator,
+    Tally,
+    Window,
+    _Publisher,
+    _quiet,
+    child_main,
+)
+from .system import cpu_seconds, rss_bytes
 from .wire import (
     FIN,
     OP_CLOSE,
@@ -58,8 +68,6 @@ __all__ = ["Group", "main", "run"]
 CHANNEL = "bench"
 SUBSCRIBE = client_frame(b'{"type":"subscribe","ch":"%s"}' % CHANNEL.encode(), OP_TEXT)
 _TEXT = FIN | OP_TEXT
-#: The byte at offset 9 of a hub message, ``{"type":"m``, and of no other reply.
-_M = ord("m")
 #: What ends a hub message whose ``data`` ends with ``"seq":N}``.
 _SEQ_KEY = b'"seq"'
 #: The ceiling's ready-made message: a hub message's fields, with lengths of real ones
@@ -83,7 +91,17 @@ class Group:
         parsed: Reads parsed frame by frame (the slow path).
     """
 
-    __slots__ = ("firsts", "gaps", "irregular", "lasts", "name", "parsed", "subscribers", "times")
+    __slots__ = (
+        "firsts",
+        "frame_bytes",
+        "gaps",
+        "irregular",
+        "lasts",
+        "name",
+        "parsed",
+        "subscribers",
+        "times",
+    )
 
     def __init__(self, name: str, subscribers: int) -> None:
         self.name = name
@@ -94,6 +112,8 @@ class Group:
         self.irregular = 0
         self.gaps = 0
         self.parsed = 0
+        #: The size of a delivered message's frame, header included (0: none seen alone).
+        self.frame_bytes = 0
 
     def record(self, now: float, first: int, last: int) -> None:
         """Messages ``first`` to ``last`` arrived at ``now``."""
@@ -105,50 +125,112 @@ class Group:
 # --- connections ------------------------------------------------------------------------
 
 
+class Dialect:
+    """What a subscriber and the publisher say to one kind of server.
+
+    Attributes:
+        name: ``openline`` (the hub's ``openline.v1``), ``compact`` (the hub
+            with the compact envelope prototype of :mod:`.hubnode`) or
+            ``socketio`` (Socket.IO over Engine.IO 4, WebSocket transport).
+        path: The request path of the opening handshake.
+        prefix: How a message delivered to a subscriber starts.
+        suffix: How it ends after the ``seq``'s digits.
+    """
+
+    __slots__ = ("name", "path", "prefix", "suffix")
+
+    def __init__(self, name: str, path: str, prefix: bytes, suffix: bytes) -> None:
+        self.name = name
+        self.path = path
+        self.prefix = prefix
+        self.suffix = suffix
+
+    def publish(self, stamp: bytes, seq: int) -> bytes:
+        """A publish frame carrying ``{"t": stamp, "seq": seq}``."""
+        if self.name == "socketio":
+            payload = b'42["publish",{"t":%b,"seq":%d}]' % (stamp, seq)
+        else:
+            payload = b'{"type":"publish","ch":"%b","data":{"t":%b,"seq":%d}}' % (
+                CHANNEL.encode(),
+                stamp,
+                seq,
+            )
+        return client_frame(payload, OP_TEXT)
+
+
+#: The dialects by name.
+DIALECTS = {
+    "openline": Dialect("openline", "/", b'{"type":"message"', b"}}"),
+    "compact": Dialect("compact", "/", b'["' + CHANNEL.encode() + b'",', b"}]"),
+    "socketio": Dialect("socketio", "/socket.io/?EIO=4&transport=websocket", b'42["msg",', b"}]"),
+}
+#: Engine.IO's ping, and what answers it.
+_EIO_PING = b"2"
+_EIO_PONG = client_frame(b"3", OP_TEXT)
+#: Socket.IO: connect to the main namespace, then join the room.
+_SIO_CONNECT = client_frame(b"40", OP_TEXT)
+_SIO_JOIN = client_frame(b'42["join"]', OP_TEXT)
+
+
+def _last_seq(raw: bytes | bytearray, start: int, stop: int, suffix: bytes) -> int:
+    """The ``seq`` of a message ending with ``"seq":N<suffix>`` in ``raw[start:stop]``, or -1."""
+    colon = raw.rfind(b":", start, stop)
+    end = stop - len(suffix)
+    if colon <= start or raw[colon - 5 : colon] != _SEQ_KEY or raw[end:stop] != suffix:
+        return -1
+    return int(raw[colon + 1 : end])
+
+
 class HubSubscriber(Client):
     """Subscribes to :data:`CHANNEL` once open; records the sequence numbers that arrive."""
 
-    __slots__ = ("group", "next_seq", "subscribed")
+    __slots__ = ("dialect", "group", "next_seq", "subscribed")
 
-    def __init__(self, gen: Generator, group: Group) -> None:
-        super().__init__(gen, "/")
+    def __init__(
+        self, gen: Generator, group: Group, dialect: Dialect = DIALECTS["openline"]
+    ) -> None:
+        super().__init__(gen, dialect.path)
         self.group = group
+        self.dialect = dialect
         self.next_seq = 0
         # The raw relay has no protocol: every connection is a subscriber from the start.
         self.subscribed = not gen.framing
 
     def opened_hook(self) -> None:
         assert self.transport is not None
-        self.transport.write(SUBSCRIBE)
+        if self.dialect.name != "socketio":
+            self.transport.write(SUBSCRIBE)
+        # Socket.IO: the server speaks first (Engine.IO's open packet).
 
     def consume(self, data: bytes | memoryview, end: int) -> bytes:
         # bytearray and bytes have find(); the shared buffer's memoryview doesn't.
         raw: bytes | bytearray = BUFFER if data is VIEW else bytes(data)
         next_seq = self.next_seq
-        # The usual read: exactly one text frame of 126 to 65535 bytes (a hub message).
-        if (
-            next_seq
-            and end > 13
-            and raw[0] == _TEXT
-            and raw[1] == 126
-            and (raw[2] << 8 | raw[3]) + 4 == end
-            and raw[13] == _M
-        ):
-            seq = self._last_seq(raw, 4, end)
-            if seq == next_seq:
-                group = self.group
-                group.times.append(time.perf_counter())
-                group.firsts.append(seq)
-                group.lasts.append(seq)
-                self.next_seq = seq + 1
-                return b""
+        # The usual read: exactly one text frame (a message).
+        if next_seq and end > 4 and raw[0] == _TEXT:
+            length = raw[1]
+            start = 2
+            if length == 126:
+                length, start = raw[2] << 8 | raw[3], 4
+            dialect = self.dialect
+            if length + start == end and raw.startswith(dialect.prefix, start):
+                seq = _last_seq(raw, start, end, dialect.suffix)
+                if seq == next_seq:
+                    group = self.group
+                    group.times.append(time.perf_counter())
+                    group.firsts.append(seq)
+                    group.lasts.append(seq)
+                    group.frame_bytes = end
+                    self.next_seq = seq + 1
+                    return b""
         frames, stop = scan_frames(raw, 0, end)
         if frames:
             now = time.perf_counter()
             _, start, stop_, _ = frames[-1]
+            prefix = self.dialect.prefix
             # All messages, or a hole could hide behind another frame (a gap, a reply).
-            if next_seq and all(f == _TEXT and raw[s + 9] == _M for f, s, _, _ in frames):
-                seq = self._last_seq(raw, start, stop_)
+            if next_seq and all(f == _TEXT and raw.startswith(prefix, s) for f, s, _, _ in frames):
+                seq = _last_seq(raw, start, stop_, self.dialect.suffix)
                 if seq - len(frames) + 1 == next_seq:
                     group = self.group
                     group.times.append(now)
@@ -158,14 +240,6 @@ class HubSubscriber(Client):
                     return bytes(raw[stop:end]) if stop < end else b""
             self._parse(raw, frames, now)
         return bytes(raw[stop:end]) if stop < end else b""
-
-    @staticmethod
-    def _last_seq(raw: bytes | bytearray, start: int, stop: int) -> int:
-        """The ``seq`` of a hub message ending with ``"seq":N}}`` in ``raw[start:stop]``, or -1."""
-        colon = raw.rfind(b":", start, stop)
-        if colon <= start or raw[colon - 5 : colon] != _SEQ_KEY or raw[stop - 2 : stop] != b"}}":
-            return -1
-        return int(raw[colon + 1 : stop - 2])
 
     def _parse(
         self, raw: bytes | bytearray, frames: list[tuple[int, int, int, bytes | None]], now: float
@@ -183,13 +257,12 @@ class HubSubscriber(Client):
             if opcode == OP_PONG:
                 continue
             if opcode == OP_CLOSE:
-                raise FrameError(f"the hub sent a close frame: {bytes(raw[start:stop])!r}")
+                raise FrameError(f"the server sent a close frame: {bytes(raw[start:stop])!r}")
             if first != _TEXT:
                 raise FrameError(f"expected a text frame, got first byte {first:#04x}")
-            message = json.loads(bytes(raw[start:stop]))
-            kind = message.get("type")
+            text = bytes(raw[start:stop])
+            kind, seq = self._classify(text)
             if kind == "message":
-                seq = message["data"]["seq"]
                 irregular |= self.next_seq not in (0, seq)
                 group.record(now, seq, seq)
                 self.next_seq = seq + 1
@@ -197,34 +270,98 @@ class HubSubscriber(Client):
                 self.subscribed = True
             elif kind == "gap":
                 group.gaps += 1
-            elif kind == "error":
-                raise FrameError(f"the hub refused a request: {message}")
         group.irregular += irregular
+
+    def _classify(self, text: bytes) -> tuple[str, int]:
+        """What a frame is (``message`` with its ``seq``, ``subscribed``, ``gap``, ...)."""
+        if self.dialect.name == "socketio":
+            return self._socketio(text)
+        message = json.loads(text)
+        if isinstance(message, list):  # the compact envelope: [ch, offset, (user,) data]
+            return "message", message[-1]["seq"]
+        kind = message.get("type")
+        if kind == "error":
+            raise FrameError(f"the hub refused a request: {message}")
+        if kind == "message":
+            return kind, message["data"]["seq"]
+        return kind, 0
+
+    def _socketio(self, text: bytes) -> tuple[str, int]:
+        assert self.transport is not None
+        if text == _EIO_PING:
+            self.transport.write(_EIO_PONG)
+            return "ping", 0
+        if text.startswith(b"0{"):  # Engine.IO open: connect to the main namespace
+            self.transport.write(_SIO_CONNECT)
+            return "open", 0
+        if text.startswith(b"40"):  # connected: join the room
+            self.transport.write(_SIO_JOIN)
+            return "connected", 0
+        if text.startswith(b"42"):
+            event = json.loads(text[2:])
+            if event[0] == "joined":
+                return "subscribed", 0
+            if event[0] == "msg":
+                return "message", event[1]["seq"]
+        if text.startswith(b"44"):
+            raise FrameError(f"the server refused to connect: {text!r}")
+        return "other", 0
 
 
 class PublisherClient(Client):
-    """The publisher's connection: counts ``ack`` replies, fails the run on an ``error``."""
+    """The publisher's connection: counts ``ack`` replies, fails the run on an ``error``.
 
-    __slots__ = ("acks",)
+    For Socket.IO, it first connects to the main namespace (``ready`` once
+    done) and answers Engine.IO's pings; Socket.IO publishes get no reply.
+    """
 
-    def __init__(self, gen: Generator) -> None:
-        super().__init__(gen, "/")
+    __slots__ = ("acks", "dialect", "ready")
+
+    def __init__(self, gen: Generator, dialect: Dialect = DIALECTS["openline"]) -> None:
+        super().__init__(gen, dialect.path)
         self.acks = 0
+        self.dialect = dialect
+        self.ready: asyncio.Future[None] = gen.loop.create_future()
+        if not gen.framing:  # the raw relay: no handshake, nothing to wait for
+            self.ready.set_result(None)
+
+    def opened_hook(self) -> None:
+        if self.dialect.name != "socketio":
+            self.ready.set_result(None)
 
     def received_messages(
         self, data: bytes | memoryview, messages: list[tuple[int, int, bytes | None, bool]]
     ) -> None:
         for start, end, _, _ in messages:
-            message = json.loads(bytes(data[start:end]))
+            text = bytes(data[start:end])
+            if self.dialect.name == "socketio":
+                self._socketio(text)
+                continue
+            message = json.loads(text)
             kind = message.get("type")
             if kind == "ack":
                 self.acks += 1
             elif kind == "error":
                 raise FrameError(f"the hub refused a publish: {message}")
 
+    def _socketio(self, text: bytes) -> None:
+        assert self.transport is not None
+        if text == _EIO_PING:
+            self.transport.write(_EIO_PONG)
+        elif text.startswith(b"0{"):
+            self.transport.write(_SIO_CONNECT)
+        elif text.startswith(b"40") and not self.ready.done():
+            self.ready.set_result(None)
+        elif text.startswith(b"44"):
+            raise FrameError(f"the server refused to connect: {text!r}")
+
 
 class HubPublisher(_Publisher):
     """Publishes ``{"t": <send time>, "seq": N}`` to :data:`CHANNEL` at the scenario's rate."""
+
+    def __init__(self, gen: Generator, client: Client, dialect: Dialect) -> None:
+        super().__init__(gen, client)
+        self.dialect = dialect
 
     def publish(self, count: int) -> None:
         now = time.perf_counter()
@@ -233,12 +370,7 @@ class HubPublisher(_Publisher):
         for _ in range(count):
             seq = self.next_seq
             if self.gen.framing:
-                payload = b'{"type":"publish","ch":"%b","data":{"t":%b,"seq":%d}}' % (
-                    CHANNEL.encode(),
-                    stamp,
-                    seq,
-                )
-                frames.append(client_frame(payload, OP_TEXT))
+                frames.append(self.dialect.publish(stamp, seq))
             else:  # the relay copies the publisher's bytes: send what a hub would
                 payload = _RAW_MESSAGE % (seq, stamp, seq)
                 frames.append(server_frame_header(len(payload), OP_TEXT) + payload)
@@ -294,24 +426,56 @@ def shares(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if index < total % parts else 0) for index in range(parts)]
 
 
-async def run_cluster(gen: Generator, ports: list[int], pids: dict[str, int]) -> dict[str, Any]:
-    """Subscribers spread over ``ports``, a publisher on the first; measure one window."""
+def _rss(pids: Sequence[int]) -> int | None:
+    """The servers' resident memory together, in bytes; ``None`` where unknown."""
+    total = 0
+    for pid in pids:
+        size = rss_bytes(pid)
+        if size is None:
+            return None
+        total += size
+    return total
+
+
+async def _settle(pids: Sequence[int]) -> None:
+    for pid in pids:
+        await _quiet(pid)
+
+
+async def run_cluster(
+    gen: Generator,
+    ports: list[int],
+    pids: dict[str, int],
+    dialect: Dialect = DIALECTS["openline"],
+    memory_pids: Sequence[int] = (),
+) -> dict[str, Any]:
+    """Subscribers spread over ``ports``, a publisher on the first; measure one window.
+
+    ``memory_pids`` are the server processes whose RSS growth while the
+    subscribers connect and subscribe is reported per subscriber.
+    """
     scenario = gen.scenario
     groups = [
         Group(f"node{index + 1}", count)
         for index, count in enumerate(shares(scenario.connections, len(ports)))
     ]
+    await _settle(memory_pids)
+    rss_before = _rss(memory_pids) if memory_pids else None
     subscribers: list[HubSubscriber] = []
     for group, port in zip(groups, ports, strict=True):
 
         def factory(group: Group = group) -> Client:
-            return HubSubscriber(gen, group)
+            return HubSubscriber(gen, group, dialect)
 
         opened = await gen.open(factory, group.subscribers, port)
         subscribers += [client for client in opened if isinstance(client, HubSubscriber)]
     await gen.guard(_wait_until(subscribers, "subscribed"), gen.setup_timeout)
-    (connection,) = await gen.open(lambda: PublisherClient(gen), 1, ports[0])
-    publisher = HubPublisher(gen, connection)
+    await _settle(memory_pids)
+    rss_after = _rss(memory_pids) if memory_pids else None
+    (connection,) = await gen.open(lambda: PublisherClient(gen, dialect), 1, ports[0])
+    assert isinstance(connection, PublisherClient)
+    await gen.guard(connection.ready, gen.setup_timeout)
+    publisher = HubPublisher(gen, connection, dialect)
     task = asyncio.ensure_future(publisher.run())
     try:
         await gen.guard(_wait_until(subscribers, "next_seq"), gen.setup_timeout)
@@ -326,7 +490,17 @@ async def run_cluster(gen: Generator, ports: list[int], pids: dict[str, int]) ->
         task.cancel()
     grace = max(gen.deadline, min(1.0, gen.window))
     await gen.guard(asyncio.sleep(grace), grace + 5)
-    return _result(gen, groups, window, (first_seq, last_seq), grace)
+    result = _result(gen, groups, window, (first_seq, last_seq), grace)
+    if rss_before is not None and rss_after is not None:
+        result["memory"] = {
+            "rss_before": rss_before,
+            "rss_after": rss_after,
+            "kb_per_subscriber": (rss_after - rss_before) / scenario.connections / 1024,
+        }
+    sizes = [group.frame_bytes for group in groups if group.frame_bytes]
+    if sizes:
+        result["bytes_per_delivery"] = max(sizes)
+    return result
 
 
 def _result(
@@ -363,6 +537,8 @@ def _result(
     if total.in_window and "gen_cpu_pct" in usage:
         seconds = usage["gen_cpu_pct"] / 100 * window.seconds
         usage["gen_us_per_delivery"] = 1e6 * seconds / total.in_window
+    if total.in_window and window.server_seconds is not None:
+        usage["server_us_per_delivery"] = 1e6 * window.server_seconds / total.in_window
     first_seq, last_seq = published
     return {
         "groups": metrics,
@@ -377,7 +553,13 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     """Run one configuration; return the metrics, CPU use and notes."""
     gen = Generator(config)
     try:
-        return await run_cluster(gen, config["ports"], config.get("pids", {}))
+        return await run_cluster(
+            gen,
+            config["ports"],
+            config.get("pids", {}),
+            DIALECTS[config.get("dialect", "openline")],
+            config.get("memory_pids", ()),
+        )
     finally:
         gen.stop()
 

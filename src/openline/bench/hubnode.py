@@ -10,8 +10,14 @@ library's defaults except for what a benchmark must not measure:
 * no per-connection rate limit, so that the publisher's catch-up bursts (when
   its loop was late) are never refused.
 
+With ``"envelope": "compact"`` the node delivers messages in a compact
+envelope, a prototype measured by ``openline bench --hub`` and not part of the
+protocol: ``[ch, offset, user, data]`` (``user`` null when absent) instead of
+``{"type":"message","ch":..,"epoch":..,"offset":..,"user":..,"data":..}``;
+the epoch, which subscribers learn from ``subscribed``, is left out.
+
 The process takes one JSON argument (``engine``: ``memory`` or ``redis``,
-``url``, ``prefix``, ``cpu``, ``open_files``), prints ``READY {json}`` with the
+``url``, ``prefix``, ``envelope``, ``cpu``, ``open_files``), prints ``READY {json}`` with the
 port once it listens (after reaching Redis, for the Redis engine), and stops
 on SIGTERM or SIGINT.
 """
@@ -26,6 +32,8 @@ import signal
 import sys
 from typing import Any
 
+from ..hub.backends.base import Message
+from ..hub.wire import encode_str
 from .system import die_with_parent, pin_to_cpu, raise_open_files_limit
 
 __all__ = ["main"]
@@ -33,9 +41,26 @@ __all__ = ["main"]
 HOST = "127.0.0.1"
 
 
+def encode_compact(ch_json: bytes, message: Message) -> bytes:
+    """The compact envelope prototype: ``[ch, offset, user, data]``."""
+    data = message.data
+    if isinstance(data, str):
+        data = data.encode()
+    user = (message.meta or {}).get("user")
+    return b"[%b,%d,%b,%b]" % (
+        ch_json,
+        message.offset,
+        b"null" if user is None else encode_str(user),
+        data,
+    )
+
+
 async def _serve(config: dict[str, Any]) -> None:
-    from ..hub import Hub, MemoryEngine
+    from ..hub import Hub, MemoryEngine, channel
     from ..hub.backends.base import Engine
+
+    if config.get("envelope") == "compact":
+        setattr(channel, "encode_message", encode_compact)  # noqa: B010 (a bench-only patch)
 
     engine: Engine
     if config["engine"] == "redis":

@@ -188,6 +188,8 @@ class Window:
         self._cores = {"server_core": generator.server_cpu, "gen_core": generator.cpu}
         self.start = self.end = 0.0
         self._cpu = self._server_cpu = 0.0
+        #: CPU seconds (user + sys) the server process used during the window.
+        self.server_seconds: float | None = None
         self._core_times: dict[str, tuple[float, float] | None] = {}
         self.usage: dict[str, float] = {}
 
@@ -205,7 +207,8 @@ class Window:
         usage = {"gen_cpu_pct": 100 * (time.process_time() - self._cpu) / elapsed}
         server = self._server_seconds()
         if server is not None:
-            usage["server_cpu_pct"] = 100 * (server - self._server_cpu) / elapsed
+            self.server_seconds = server - self._server_cpu
+            usage["server_cpu_pct"] = 100 * self.server_seconds / elapsed
         for name, cpu in self._cores.items():
             before = self._core_times.get(name)
             after = None if cpu is None else core_times(cpu)
@@ -535,7 +538,7 @@ async def run_echo(gen: Generator) -> dict[str, float]:
         "msgs_per_s": rate,
         "mb_per_s": rate * scenario.size / 1e6,
         **_latencies(histogram),
-        **_cpu(window),
+        **_cpu(window, count),
     }
 
 
@@ -609,7 +612,8 @@ async def run_fanout(gen: Generator) -> dict[str, float]:
         gen.notes.append(
             f"{gen.irregular} subscriber reads had messages out of sequence (lost or reordered)"
         )
-    return {**metrics, **_cpu(window)}
+    handled = metrics.get("deliveries_per_s", 0.0) * window.seconds
+    return {**metrics, **_cpu(window, handled)}
 
 
 async def _all_subscribed(subscribers: Sequence[Client]) -> None:
@@ -768,8 +772,17 @@ def _latencies(histogram: Histogram) -> dict[str, float]:
     return {"p50_ms": p50 * 1000, "p99_ms": p99 * 1000}
 
 
-def _cpu(window: Window) -> dict[str, float]:
-    return dict(window.usage)
+def _cpu(window: Window, handled: float = 0.0) -> dict[str, float]:
+    """The window's CPU use, and the server's CPU per message when it handled any.
+
+    ``handled`` is what the server did in the window: messages echoed, or
+    deliveries to subscribers. CPU per message shows what throughput can't: a
+    change that lets a server batch more keeps the rate while costing more.
+    """
+    usage = dict(window.usage)
+    if handled > 0 and window.server_seconds is not None:
+        usage["server_us_per_msg"] = 1e6 * window.server_seconds / handled
+    return usage
 
 
 _RUNNERS: dict[str, Callable[[Generator], Awaitable[dict[str, float]]]] = {

@@ -133,6 +133,35 @@ def _latency_table(document: dict[str, Any], scenarios: Sequence[dict[str, Any]]
     return ["", "Latency, p50 / p99 in milliseconds (medians):", "", *_table(header, rows)]
 
 
+def _cost_table(document: dict[str, Any], scenarios: Sequence[dict[str, Any]]) -> list[str]:
+    """Server CPU per message: what a server pays for its throughput."""
+    timed = [s for s in scenarios if s["kind"] != "idle"]
+    if not any(_has(s, "server_us_per_msg") for s in timed):
+        return []
+    header = ["server"] + [s["name"] for s in timed]
+    rows = []
+    for server in _servers(document, timed):
+        row = [server]
+        for scenario in timed:
+            medians = scenario["medians"].get(server) or {}
+            if "server_us_per_msg" in medians:
+                row.append(format_number(medians["server_us_per_msg"]))
+            else:
+                row.append("n/a" if server in scenario["skipped"] else DASH)
+        rows.append(row)
+    return [
+        "",
+        "Server CPU per message in microseconds (user + sys of the server process over the "
+        "window, divided by the messages echoed or delivered in it; medians):",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def _has(scenario: dict[str, Any], metric: str) -> bool:
+    return any(metric in (values or {}) for values in scenario["medians"].values())
+
+
 def _ratio_tables(document: dict[str, Any], scenarios: Sequence[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for subject in _SUBJECTS:
@@ -144,6 +173,8 @@ def _ratio_tables(document: dict[str, Any], scenarios: Sequence[dict[str, Any]])
             columns.append((scenario, scenario["primary"]))
             if scenario["kind"] == "idle":
                 columns.append((scenario, "handshakes_per_s"))
+            elif _has(scenario, "server_us_per_msg"):
+                columns.append((scenario, "server_us_per_msg"))
         header += [f"{s['name']}: {METRICS[m][1] or m}" for s, m in columns]
         peers = [p for p in _servers(document, scenarios) if p != subject]
         rows = []
@@ -156,7 +187,7 @@ def _ratio_tables(document: dict[str, Any], scenarios: Sequence[dict[str, Any]])
         lines += [
             "",
             f"**{subject}'s advantage**, median of per-repetition ratios (> 1 means {subject} "
-            "is better; for KB/conn that means less memory):",
+            "is better; for KB/conn and \u00b5s/msg that means less memory or CPU):",
             "",
             *_table(header, rows),
         ]
@@ -287,6 +318,7 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
             continue
         lines += [f"## {title}", "", *_results_table(document, group)]
         lines += _latency_table(document, group)
+        lines += _cost_table(document, group)
         lines += _ratio_tables(document, group)
         lines += _load_table(document, group)
         lines.append("")

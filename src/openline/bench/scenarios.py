@@ -79,10 +79,14 @@ METRICS: dict[str, tuple[str, str]] = {
     "kb_per_conn": ("server RSS growth per idle connection", "KB"),
     "handshakes_per_s": ("opening handshakes completed per second", "handshakes/s"),
     "connections": ("connections opened", ""),
+    "server_us_per_msg": (
+        "server CPU (user + sys) per message echoed or delivered",
+        "\u00b5s/msg",
+    ),
 }
 
 #: Metrics where a smaller value is better; ratios invert for them.
-LOWER_IS_BETTER = frozenset({"p50_ms", "p99_ms", "kb_per_conn"})
+LOWER_IS_BETTER = frozenset({"p50_ms", "p99_ms", "kb_per_conn", "server_us_per_msg"})
 
 
 def _catalogue() -> list[Scenario]:

@@ -162,10 +162,25 @@ def _add_bench(commands: Any) -> None:
         help="instead: fan-out over 2 hub nodes and Redis vs 1 node in memory (cluster.json/.md)",
     )
     bench.add_argument(
-        "--subscribers", type=options.positive_int, help="with --cluster (2000; quick: 100)"
+        "--hub",
+        action="store_true",
+        help="instead: one room, the hub against python-socketio and Socket.IO on Node, one "
+        "node and two + Redis, at 1,000 x 100/s and 5,000 x 50/s (hub.json/.md in OUTPUT, "
+        "bench/results/hub)",
     )
     bench.add_argument(
-        "--rate", type=options.positive_float, default=100.0, help="with --cluster, msg/s"
+        "--config",
+        action="append",
+        dest="hub_configurations",
+        help="with --hub: only this configuration (repeat)",
+    )
+    bench.add_argument(
+        "--subscribers",
+        type=options.positive_int,
+        help="with --cluster (2000; quick: 100) or --hub (one load instead of both)",
+    )
+    bench.add_argument(
+        "--rate", type=options.positive_float, help="with --cluster (100) or --hub, msg/s"
     )
     bench.add_argument(
         "--soak",
@@ -184,6 +199,20 @@ def _add_bench(commands: Any) -> None:
         metavar="N",
         help="instead: N publishes (5000) through each engine's publish() and through a hub "
         "connection, memory vs sqlite vs Redis; µs per publish and publishes/s",
+    )
+    bench.add_argument(
+        "--check",
+        nargs="?",
+        const="bench/results/results.json",
+        metavar="JSON",
+        help="instead: a short run (echo-32-x16, fanout-1k; 3 x 2 s) into bench/results/check, "
+        "then which of openline's ratios moved since JSON (bench/results/results.json) by more "
+        "than the repetitions' spread",
+    )
+    bench.add_argument(
+        "--fail-on-change",
+        action="store_true",
+        help="with --check: exit with 1 when a ratio moved by more than its noise",
     )
     bench.add_argument("--list", action="store_true", help="list scenarios and servers, then exit")
     bench.add_argument("--report", metavar="JSON", help="redraw the report from a results.json")

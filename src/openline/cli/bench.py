@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
+from typing import TYPE_CHECKING
 
 from .options import EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from ..bench.runner import Options as BenchOptions
 
 __all__ = ["run"]
 
@@ -36,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.cluster:
         return _run_cluster_bench(args)
+    if args.hub:
+        return _run_hub_bench(args)
     if args.soak:
         return _run_soak_bench(args)
     from ..bench.runner import Options, run
@@ -56,14 +63,46 @@ def run(args: argparse.Namespace) -> int:
         profile=args.profile,
     )
     try:
+        if args.check is not None:
+            return _check_bench(options, pathlib.Path(args.check), args.fail_on_change)
         run(options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return EXIT_OK
 
 
+def _check_bench(options: BenchOptions, against: pathlib.Path, fail_on_change: bool) -> int:
+    from ..bench.check import check
+
+    if not against.is_file():
+        raise UsageError(f"--check: no results at {against}")
+    return check(options, against, fail_on_change=fail_on_change)
+
+
 def _run_cluster_bench(args: argparse.Namespace) -> int:
     from ..bench.cluster import Options, run
+
+    options = Options(
+        subscribers=args.subscribers,
+        rate=args.rate or 100.0,
+        repetitions=args.repetitions,
+        window=args.window,
+        warmup=args.warmup,
+        deadline=args.deadline / 1000,
+        quick=args.quick,
+        output=args.output,
+        server_cpu=args.server_cpu,
+        client_cpu=args.client_cpu,
+    )
+    try:
+        run(options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def _run_hub_bench(args: argparse.Namespace) -> int:
+    from ..bench.hubpeers import Options, run
 
     options = Options(
         subscribers=args.subscribers,
@@ -76,6 +115,7 @@ def _run_cluster_bench(args: argparse.Namespace) -> int:
         output=args.output,
         server_cpu=args.server_cpu,
         client_cpu=args.client_cpu,
+        configurations=args.hub_configurations,
     )
     try:
         run(options)
@@ -117,7 +157,6 @@ def _list_bench() -> int:
 
 def _redraw_bench(args: argparse.Namespace) -> int:
     import json
-    import pathlib
 
     from ..bench import report
 
@@ -131,6 +170,12 @@ def _redraw_bench(args: argparse.Namespace) -> int:
         from ..bench import cluster_report
 
         for path in cluster_report.write(document, output):
+            print(f"wrote {path}", file=sys.stderr)
+        return EXIT_OK
+    if isinstance(document, dict) and document.get("kind") == "hub":
+        from ..bench import hub_report
+
+        for path in hub_report.write(document, output):
             print(f"wrote {path}", file=sys.stderr)
         return EXIT_OK
     for path in report.write(document, output, chart=not args.no_chart):

@@ -23,6 +23,7 @@ writes the frame, encoded once, to every subscriber's transport, and
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -71,7 +72,7 @@ from .fanout import Fanout
 from .metrics import Metrics
 from .peer import Peer
 from .presence import StateThrottle
-from .publisher import store
+from .publisher import store, store_many
 from .refresh import TokenClock
 from .server_api import DEFAULT_HISTORY_LIMIT, ServerAPI
 from .session import Hold, Membership, Session
@@ -89,6 +90,13 @@ _RETRYABLE: frozenset[wire.ErrorCode] = frozenset(("rate_limited", "unavailable"
 _NOT_ABUSE = _RETRYABLE | {"too_large"}
 #: Seconds publishes stay held behind a refused one that its client never retries.
 HOLD_SECONDS = 30.0
+#: Publishes of one connection stored in one engine round trip, at most.
+PIPELINE_BATCH = 64
+#: Messages read ahead of the publishes being stored before reading waits.
+PIPELINE_QUEUE = 256
+#: A message read while publishes are stored: it, when it arrived, and whether the
+#: rate limit let it in.
+Queued = tuple[str | bytes, float, bool]
 #: Seconds a connection may keep sending while refused as ``rate_limited`` (what
 #: was in flight when the first refusal left) before each refusal counts as abuse.
 FLOOD_GRACE = 5.0
@@ -219,6 +227,8 @@ class Hub:
         self._sessions: set[Session] = set()
         self._running = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Connections whose reading waits for their publish pipeline to catch up.
+        self._readers: dict[Session, asyncio.Future[None]] = {}
         #: The one owner of fan-out and of the slow-consumer policy.
         self.fanout = Fanout(
             self.stats,
@@ -594,6 +604,10 @@ class Hub:
                 if session.closing:
                     continue  # the close frame is on its way: read until it's answered
                 await self._receive(session, raw)
+                if session.publishes is not None and not ws.pending_messages:
+                    # Read ahead only what has arrived: waiting for more now would
+                    # answer a close that comes next before the publishes' replies.
+                    await self._pipeline_idle(session)
         except ConnectionClosed as exc:
             if is_keepalive_timeout(exc):
                 stats.keepalive_timeouts += 1
@@ -605,18 +619,39 @@ class Hub:
 
     # --- private: receiving ------------------------------------------------------------
 
-    async def _receive(self, session: Session, raw: str | bytes) -> None:
-        """Handle one client message; every refusal becomes an ``error`` reply."""
+    async def _receive(
+        self,
+        session: Session,
+        raw: str | bytes,
+        batch: list[wire.Publish] | None = None,
+        queued: Queued | None = None,
+    ) -> None:
+        """Handle one client message; every refusal becomes an ``error`` reply.
+
+        Publishes are pipelined (see :meth:`_publishing`): while some are being
+        stored, later messages queue behind them, with their arrival time and
+        whether the rate limit let them in (decided on arrival, as for the
+        others); the pipeline hands them back here with ``queued`` and the
+        batch the next publishes join.
+        """
+        queue = session.publishes
+        if batch is None and queue is not None:
+            arrived = time.monotonic()
+            # Its turn comes after the publishes being stored.
+            queue.append((raw, arrived, session.take_token(arrived)))
+            if len(queue) >= PIPELINE_QUEUE:
+                await self._queue_drained(session)
+            return
         stats = self.stats
         stats.messages_in += 1
         stats.bytes_in += len(raw)
         request: wire.Request | None = None
-        now = time.monotonic()
+        now = time.monotonic() if queued is None else queued[1]
         try:
             request = self._parser.parse(raw)
             if type(request) is wire.Publish and session.hold is not None:
                 _check_hold(session, request, now)
-            if not session.take_token(now):
+            if not (session.take_token(now) if queued is None else queued[2]):
                 raise _error_for(
                     request,
                     "rate_limited",
@@ -624,24 +659,28 @@ class Hub:
                     retry_after=session.retry_after(now),
                 )
             session.limited_since = None
+            if type(request) is wire.Publish:
+                await self._client_publish(session, request, batch)
+                return
+            if batch:  # replies go out in order: the batch's first
+                await self._store_batch(session, batch)
             await self._dispatch(session, request)
-        except RequestError as exc:
-            await self._refuse(session, exc, request, now)
-        except BackendUnavailable:
-            error = _error_for(request, "unavailable", "try again later")
-            await self._refuse(session, error, request, now)
         except ConnectionClosed:
             raise
-        except Exception:
-            self._logger.exception("hub failed to handle a message")
-            await self._refuse(
-                session, _error_for(request, "internal", "internal error"), request, now
-            )
+        except Exception as exc:
+            if isinstance(exc, RequestError):
+                error = exc
+            elif isinstance(exc, BackendUnavailable):
+                error = _error_for(request, "unavailable", "try again later")
+            else:
+                self._logger.exception("hub failed to handle a message")
+                error = _error_for(request, "internal", "internal error")
+            if batch:  # the publishes before this message are answered first
+                await self._store_batch(session, batch)
+            await self._refuse(session, error, request, now)
 
     async def _dispatch(self, session: Session, request: wire.Request) -> None:
-        if type(request) is wire.Publish:
-            await self._client_publish(session, request)
-        elif type(request) is wire.Subscribe:
+        if type(request) is wire.Subscribe:
             await self._subscribe(session, request)
         elif type(request) is wire.Unsubscribe:
             await self._unsubscribe(session, request)
@@ -691,19 +730,110 @@ class Hub:
 
     # --- private: requests -------------------------------------------------------------
 
-    async def _client_publish(self, session: Session, request: wire.Publish) -> None:
+    async def _client_publish(
+        self, session: Session, request: wire.Publish, batch: list[wire.Publish] | None
+    ) -> None:
+        """Add a publish to ``batch``, or start a pipeline with it."""
         ch = request.ch
         if not await self._allowed(session, "publish", ch):
             raise RequestError(
                 "forbidden", "publish refused", rid=request.rid, ch=ch, id=request.id
             )
+        if batch is not None:
+            batch.append(request)
+            if len(batch) >= PIPELINE_BATCH:
+                await self._store_batch(session, batch)
+            return
+        session.publishes = collections.deque()
+        self._spawn(self._publishing(session, [request]))
+
+    async def _publishing(self, session: Session, batch: list[wire.Publish]) -> None:
+        """Store one connection's publishes in order, a batch per engine round trip.
+
+        Reading goes on meanwhile: what arrives queues in ``session.publishes``
+        and is handled here in order once the batch is stored and answered;
+        consecutive publishes among it form the next batch. So a publisher
+        never waits a round trip per message, yet every publish is stored in
+        the order sent, and every reply goes out in that order, as if they were
+        handled one at a time (the hold after a refused publish included).
+        """
+        queue = session.publishes
+        assert queue is not None
+        try:
+            while True:
+                await self._store_batch(session, batch)
+                if not queue or session.closing:
+                    break
+                while queue and len(batch) < PIPELINE_BATCH and not session.closing:
+                    queued = queue.popleft()
+                    await self._receive(session, queued[0], batch, queued)
+                    if len(queue) < PIPELINE_QUEUE // 2:
+                        self._wake_reader(session)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            self._logger.exception("hub failed to store publishes")
+        finally:
+            session.publishes = None
+            self._wake_reader(session)
+
+    async def _pipeline_idle(self, session: Session) -> None:
+        """Wait until the connection's publishes are stored and answered."""
+        while session.publishes is not None and not session.closing:
+            await self._queue_drained(session)
+
+    async def _queue_drained(self, session: Session) -> None:
+        """Wait until the pipeline caught up with the queue (reading waits meanwhile)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._readers[session] = waiter
+        try:
+            await waiter
+        finally:
+            self._readers.pop(session, None)
+
+    def _wake_reader(self, session: Session) -> None:
+        waiter = self._readers.pop(session, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _store_batch(self, session: Session, batch: list[wire.Publish]) -> None:
+        """Store ``batch`` (emptied) and answer each publish in order."""
+        if not batch:
+            return
+        requests = list(batch)
+        batch.clear()
         # Idempotency keys are scoped by user, so that users can't collide, by
         # accident or on purpose. An anonymous user (no hook, or a guest the hook
         # made up) is new on each connection, which would defeat retries after a
         # redial: anonymous clients share one scope per channel (random ids).
         scope = None if session.anonymous else session.user
-        result = await self._store(ch, request.data, request.id, session.user, scope)
-        await self._send(session, wire.encode_ack(ch, result, request.id, request.rid))
+        items = [(r.ch, r.data, r.id, session.user, scope) for r in requests]
+        started = time.perf_counter()
+        results = await store_many(self.engine, items)
+        elapsed = time.perf_counter() - started
+        for request, result in zip(requests, results, strict=True):
+            if session.closing:
+                return
+            self.stats.publish_latency.observe(elapsed)
+            if isinstance(result, PublishResult):
+                if not result.duplicate:
+                    self.stats.publishes += 1
+                await self._send(
+                    session, wire.encode_ack(request.ch, result, request.id, request.rid)
+                )
+                continue
+            now = time.monotonic()
+            if isinstance(result, BackendUnavailable):
+                error = _error_for(request, "unavailable", "try again later")
+            else:
+                self._logger.error("hub failed to store a publish", exc_info=result)
+                error = _error_for(request, "internal", "internal error")
+            if session.hold is not None:
+                try:  # what handling them one at a time would have answered
+                    _check_hold(session, request, now)
+                except RequestError as held:
+                    error = held
+            await self._refuse(session, error, request, now)
 
     async def _store(
         self, ch: str, data: bytes, msg_id: str | None, user: str | None, scope: str | None

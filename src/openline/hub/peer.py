@@ -47,6 +47,10 @@ class Peer(Writable, Protocol):
         """The client's address, such as ``("127.0.0.1", 50000)``, or ``None``."""
 
     @property
+    def pending_messages(self) -> int:
+        """Messages received and not read yet (the hub reads ahead only what has arrived)."""
+
+    @property
     def buffered_amount(self) -> int:
         """Bytes written and not yet handed to the network (or the ASGI server)."""
 

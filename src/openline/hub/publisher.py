@@ -14,12 +14,17 @@ API or this function is stored once::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from ..exceptions import BackendUnavailable
 from . import wire
 from .backends.base import Engine, PublishResult
 
-__all__ = ["idempotency_key", "publish_to_engine"]
+#: One publish of a batch: ``(ch, data, msg_id, user, scope)``, as :func:`store` takes them.
+Item = tuple[str, bytes, str | None, str | None, str | None]
+
+__all__ = ["idempotency_key", "publish_to_engine", "store_many"]
 
 
 def idempotency_key(scope: str | None, msg_id: str) -> str:
@@ -71,6 +76,48 @@ async def publish_to_engine(
     return await store(engine, ch, wire.encode_json(data), id, user, user)
 
 
+def _prepared(
+    ch: str, data: bytes, msg_id: str | None, user: str | None, scope: str | None
+) -> tuple[str, bytes, str | None, dict[str, str] | None]:
+    meta: dict[str, str] = {}
+    if user is not None:
+        meta["user"] = user
+    key = None
+    if msg_id is not None:
+        meta["id"] = msg_id
+        key = idempotency_key(scope, msg_id)
+    return ch, data, key, meta or None
+
+
+async def store_many(engine: Engine, items: Sequence[Item]) -> list[PublishResult | Exception]:
+    """Store several publishes in their order, as one round trip where the engine can.
+
+    An engine with ``publish_many`` (the Redis engine: one pipeline) gets the
+    whole batch; any other gets the publishes one after the other, which stops
+    at the first failure of a publish with an id: the ones after it are not
+    tried and fail too, as the hub's hold would refuse them one by one.
+
+    Returns:
+        Each publish's result, or the exception it failed with, in order.
+    """
+    prepared = [_prepared(*item) for item in items]
+    batch = getattr(engine, "publish_many", None)
+    if batch is not None and len(prepared) > 1:
+        results: list[PublishResult | Exception] = await batch(prepared)
+        return results
+    results = []
+    for index, (ch, data, key, meta) in enumerate(prepared):
+        try:
+            results.append(await engine.publish(ch, data, msg_id=key, meta=meta))
+        except Exception as exc:
+            results.append(exc)
+            if key is not None:
+                rest = len(prepared) - index - 1
+                results += [BackendUnavailable("not tried after an earlier failure")] * rest
+                break
+    return results
+
+
 async def store(
     engine: Engine,
     ch: str,
@@ -80,11 +127,5 @@ async def store(
     scope: str | None,
 ) -> PublishResult:
     """Store an encoded message with the hub's metadata and idempotency key."""
-    meta: dict[str, str] = {}
-    if user is not None:
-        meta["user"] = user
-    key = None
-    if msg_id is not None:
-        meta["id"] = msg_id
-        key = idempotency_key(scope, msg_id)
-    return await engine.publish(ch, data, msg_id=key, meta=meta or None)
+    ch, data, key, meta = _prepared(ch, data, msg_id, user, scope)
+    return await engine.publish(ch, data, msg_id=key, meta=meta)
