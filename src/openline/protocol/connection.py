@@ -355,9 +355,21 @@ class Connection:
         """
         if isinstance(data, str):
             data = data.encode()
-        if fin and self._can_send_whole(data):
+        if (
+            fin
+            and self.close_sent is None
+            and not self._eof_sent
+            and not self._send_opcode
+            and not self.extensions
+            and len(data) < _SPLIT_FRAME_SIZE
+        ):
             # The hot path: a whole message, no extension, one chunk.
-            self._queue(encode_frame(0x81, data, self._next_mask() if self._is_client else None))
+            frame = encode_frame(0x81, data, self._next_mask() if self._is_client else None)
+            output = self._output
+            if output is None:
+                self._output = [frame]
+            else:
+                output.append(frame)
             return
         self._check_new_message()
         self._send_data(_TEXT, data, fin)
@@ -369,9 +381,21 @@ class Connection:
             InvalidState: The connection is closing, or a fragmented message is
                 in progress.
         """
-        if fin and self._can_send_whole(data):
+        if (
+            fin
+            and self.close_sent is None
+            and not self._eof_sent
+            and not self._send_opcode
+            and not self.extensions
+            and len(data) < _SPLIT_FRAME_SIZE
+        ):
             # The hot path: encode_frame copies ``data`` once, into the frame.
-            self._queue(encode_frame(0x82, data, self._next_mask() if self._is_client else None))
+            frame = encode_frame(0x82, data, self._next_mask() if self._is_client else None)
+            output = self._output
+            if output is None:
+                self._output = [frame]
+            else:
+                output.append(frame)
             return
         self._check_new_message()
         self._send_data(_BINARY, bytes(data), fin)
@@ -811,16 +835,6 @@ class Connection:
             self._queue(self._encode(_PONG | 0x80, payload))
 
     # --- private: sending -----------------------------------------------------------------
-
-    def _can_send_whole(self, data: bytes | bytearray | memoryview) -> bool:
-        """Whether a whole message of ``data`` may go out as one frame, as it is."""
-        return (
-            self.close_sent is None
-            and not self._eof_sent
-            and not self._send_opcode
-            and not self.extensions
-            and len(data) < _SPLIT_FRAME_SIZE
-        )
 
     def _check_sendable(self) -> None:
         if self.close_sent is not None or self._eof_sent:
