@@ -529,7 +529,8 @@ class Connection(asyncio.BufferedProtocol):
                 core.send_text(message.encode())
             else:
                 core.send_binary(message)
-            self._flush(core)
+            # Not _flush(): a data frame changes neither the state nor a held close.
+            self._write(core.data_to_send())
             if self._paused:
                 await self._drain()
             return
