@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 import uuid
 from collections.abc import (
@@ -91,7 +90,7 @@ _BYTES_LIKE = (bytes, bytearray, memoryview)
 _DATA_LIKE = (str, bytes, bytearray, memoryview)
 
 
-class Connection(asyncio.BufferedProtocol):
+class Connection(asyncio.Protocol):
     """One WebSocket connection, either side, on top of an asyncio transport.
 
     Don't build it yourself: :func:`~openline.asyncio.serve` hands a
@@ -643,27 +642,6 @@ class Connection(asyncio.BufferedProtocol):
         self._transport.set_write_buffer_limits(settings.write_high, settings.write_low)
         self._messages.attach(self._transport)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        """Lend the event loop the thread's read buffer (``asyncio.BufferedProtocol``).
-
-        One buffer serves every connection of the thread: the loop reads into it
-        and calls :meth:`buffer_updated` at once, which consumes it whole (the
-        core copies only what it keeps: an incomplete frame, and each payload).
-        Reads skip the ``bytes`` object a plain protocol gets, one copy less per
-        byte received, and an idle connection holds no buffer at all. With TLS,
-        asyncio's and uvloop's SSL transports copy the decrypted bytes into it.
-        """
-        return _read_buffer()
-
-    def buffer_updated(self, nbytes: int) -> None:
-        """Handle ``nbytes`` read into the buffer from :meth:`get_buffer`."""
-        view = _read_buffer()[:nbytes]
-        if self._core is None:
-            # The opening handshake keeps what it reads: give it its own bytes.
-            self._receive_handshake(bytes(view))
-            return
-        self.data_received(view)
-
     def data_received(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes to the core, dispatch its events and write its output."""
         core = self._core
@@ -1145,17 +1123,3 @@ def is_keepalive_timeout(exc: ConnectionClosed) -> bool:
         and sent.code == CloseCode.INTERNAL_ERROR
         and sent.reason == KEEPALIVE_TIMEOUT_REASON
     )
-
-
-#: Bytes read per system call at most: what uvloop reads for a plain protocol.
-_READ_BUFFER_SIZE = 256 * 1024
-_READ_BUFFERS = threading.local()
-
-
-def _read_buffer() -> memoryview:
-    """Return this thread's read buffer, made on first use."""
-    try:
-        view: memoryview = _READ_BUFFERS.view
-    except AttributeError:
-        view = _READ_BUFFERS.view = memoryview(bytearray(_READ_BUFFER_SIZE))
-    return view

@@ -1,9 +1,8 @@
-"""Receiving into the shared read buffer (``asyncio.BufferedProtocol``).
+"""Large and small messages interleaved over many connections, TCP and TLS.
 
-Every connection of a thread reads into one buffer, so nothing a connection keeps
-may point into it: these tests interleave many connections, messages larger than
-the buffer and small ones, over TCP and TLS, on both event loops, and check every
-byte that comes back.
+Messages larger than a read (256 KiB on uvloop) span several reads and meet small
+ones in the same read; many connections share the event loop. Every byte that comes
+back is checked, on both event loops.
 """
 
 from __future__ import annotations
@@ -14,9 +13,7 @@ import ssl
 import pytest
 import trustme
 
-from openline.asyncio import connection as connection_module
 from openline.asyncio.client import connect
-from openline.asyncio.connection import Connection
 
 from .helpers import TIMEOUT, run_server, url_of
 
@@ -30,13 +27,9 @@ def payload(conn: int, rnd: int, size: int) -> bytes:
     return (pattern * (size // 251 + 1))[:size]
 
 
-def test_connection_is_a_buffered_protocol() -> None:
-    assert issubclass(Connection, asyncio.BufferedProtocol)
-
-
 async def exchange(url: str, conn: int, ssl: ssl.SSLContext | None = None) -> None:
-    # Larger than the read buffer, so one message spans several reads.
-    big = connection_module._READ_BUFFER_SIZE + 12_345
+    # Larger than uvloop's reads, so one message spans several of them.
+    big = 256 * 1024 + 12_345
     async with connect(url, max_size=2**21, ssl=ssl) as ws:
         for rnd in range(ROUNDS):
             messages = [
@@ -51,7 +44,7 @@ async def exchange(url: str, conn: int, ssl: ssl.SSLContext | None = None) -> No
                 assert await asyncio.wait_for(ws.recv(), TIMEOUT) == message
 
 
-async def test_interleaved_connections_share_the_buffer_safely() -> None:
+async def test_interleaved_connections() -> None:
     async with run_server(max_size=2**21) as server:
         await asyncio.gather(*(exchange(url_of(server), n) for n in range(CONNECTIONS)))
 
@@ -61,7 +54,7 @@ def certificate_authority() -> trustme.CA:
     return trustme.CA()
 
 
-async def test_tls_transports_fill_the_buffer_too(certificate_authority: trustme.CA) -> None:
+async def test_interleaved_connections_over_tls(certificate_authority: trustme.CA) -> None:
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     certificate_authority.issue_cert("127.0.0.1").configure_cert(server_context)
     client_context = ssl.create_default_context()
