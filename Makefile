@@ -36,7 +36,7 @@ help:
 	@echo "make bench-hub    one room: the hub vs python-socketio and Socket.IO on Node (~15 min)"
 	@echo "make bench-cluster fan-out over 2 hub nodes + Redis vs 1 node in memory (~3 min)"
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml setup.py src/openline/protocol/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
 	OPENLINE_BUILD_EXTENSION=$${OPENLINE_BUILD_EXTENSION:-yes} $(BIN)/python -m pip install -q -e '.[dev,speed]'
@@ -90,7 +90,7 @@ test-matrix:
 	@set -e; for py in $(MATRIX); do \
 		v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
 		venv=.venv-$$v; \
-		if [ ! -f $$venv/.installed ]; then \
+		if [ ! -f $$venv/.installed ] || [ src/openline/protocol/_speedups.c -nt $$venv/.installed ]; then \
 			$$py -m venv $$venv; \
 			$$venv/bin/python -m pip install -q -U pip; \
 			OPENLINE_BUILD_EXTENSION=yes $$venv/bin/python -m pip install -q -e '.[dev]'; \

@@ -65,7 +65,8 @@ class OptionalBuildExt(BuildExt):
         cls.failed = True
         print(
             f"WARNING: could not build the optional C extension ({exc}); "
-            f"openline will use its pure-Python masking, which is slower. "
+            f"openline will use its pure-Python frame path (masking, parsing, serializing), "
+            f"which is slower. "
             f"Set {ENV_VAR}=yes to make this an error or {ENV_VAR}=no to skip the attempt.",
             file=sys.stderr,
         )

@@ -558,7 +558,7 @@ async def test_violation_fails_after_close_timeout_when_the_app_does_not_read() 
 
 
 async def test_connections_with_the_same_keepalive_share_one_timer() -> None:
-    from openline.asyncio import connection as adapter
+    from openline.asyncio import keepalive as adapter
 
     settings: dict[str, Any] = {"ping_interval": 10 * MS, "ping_timeout": 50 * MS}
     loop = asyncio.get_running_loop()

@@ -19,7 +19,7 @@ closing             ``close_timeout``                     abort the transport
 
 The opening and closing ones are a ``loop.call_later`` handle per connection,
 one at a time. The keepalive steps of an open connection have none: a
-:class:`_Keepalive` shared by every connection with the same settings on the
+:class:`~.keepalive.Keepalive` shared by every connection with the same settings on the
 loop sweeps them periodically (a handle costs about 600 bytes per connection).
 
 Flow control, both ways:
@@ -47,10 +47,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 import uuid
-import weakref
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -73,8 +71,10 @@ from ..protocol.handshake import Negotiated
 from ..protocol.http11 import Request, Response, parse_request, parse_response
 from ..typing import Data, DataLike
 from .config import Settings
+from .keepalive import Keepalive, keepalive_for
 from .kernel import bytes_acked, limit_send_buffer, reset_on_close, send_queue_size
 from .messages import MessageQueue
+from .writes import cork_for, writelines
 
 __all__ = ["KEEPALIVE_TIMEOUT_REASON", "Connection", "is_keepalive_timeout"]
 
@@ -152,7 +152,7 @@ class Connection(asyncio.Protocol):
         self._pings: dict[bytes, tuple[asyncio.Future[float] | None, float]] | None = None
         self._timer: asyncio.TimerHandle | None = None
         # The shared keepalive timer this connection is scheduled on, if any.
-        self._keepalive: _Keepalive | None = None
+        self._keepalive: Keepalive | None = None
         self._close_armed = False
         self._lost = False
         self._closed_waiter: asyncio.Future[None] | None = None
@@ -533,7 +533,8 @@ class Connection(asyncio.Protocol):
                 core.send_text(message.encode())
             else:
                 core.send_binary(message)
-            self._flush(core)
+            # Not _flush(): a data frame changes neither the state nor a held close.
+            self._write(core.data_to_send())
             if self._paused:
                 await self._drain()
             return
@@ -646,11 +647,11 @@ class Connection(asyncio.Protocol):
         self._transport.set_write_buffer_limits(settings.write_high, settings.write_low)
         self._messages.attach(self._transport)
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes to the core, dispatch its events and write its output."""
         core = self._core
         if core is None:
-            self._receive_handshake(data)
+            self._receive_handshake(bytes(data))
             return
         core.receive_data(data)
         events = core.events_received()
@@ -758,9 +759,7 @@ class Connection(asyncio.Protocol):
             self._timer = None
         interval = settings.ping_interval
         if interval is not None:
-            keepalive = self._keepalive = _keepalive_for(
-                self._loop, interval, settings.ping_timeout
-            )
+            keepalive = self._keepalive = keepalive_for(self._loop, interval, settings.ping_timeout)
             keepalive.schedule(self, interval)
         if leftover:
             self.data_received(leftover)
@@ -892,7 +891,7 @@ class Connection(asyncio.Protocol):
         corked = self._corked
         if corked is None:
             corked = self._corked = []
-            _cork_for(self._loop).add(self)
+            cork_for(self._loop).add(self)
         corked.extend(chunks)
         size = self._corked_size
         for chunk in chunks:
@@ -915,7 +914,7 @@ class Connection(asyncio.Protocol):
         if len(corked) == 1:
             self._transport.write(corked[0])
         else:
-            _writelines(self._transport, corked)
+            writelines(self._transport, corked)
 
     def _write_now(self, chunks: list[bytes]) -> None:
         transport = self._transport
@@ -929,7 +928,7 @@ class Connection(asyncio.Protocol):
                 continue
             # b"" means "half-close now", after everything queued before it.
             if pending:
-                _writelines(transport, pending)
+                writelines(transport, pending)
                 pending = []
             if transport.can_write_eof():
                 try:
@@ -942,7 +941,7 @@ class Connection(asyncio.Protocol):
             else:
                 transport.close()  # TLS can't half-close; close() flushes first
         if pending:
-            _writelines(transport, pending)
+            writelines(transport, pending)
 
     # --- private: keepalive ------------------------------------------------------------
 
@@ -1119,140 +1118,6 @@ def _check_fragment(chunk: object, text: bool | None) -> bool:
 async def _as_async(items: Iterable[DataLike]) -> AsyncIterator[DataLike]:
     for item in items:
         yield item
-
-
-class _Cork:
-    """The connections of one event loop that have corked writes this turn.
-
-    One ``call_soon`` per loop turn flushes them all: a fan-out to thousands of
-    connections costs one callback, and each connection one write per turn.
-    """
-
-    __slots__ = ("_loop", "_pending", "_scheduled")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._pending: list[Connection] = []
-        self._scheduled = False
-
-    def add(self, connection: Connection) -> None:
-        self._pending.append(connection)
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._run)
-
-    def _run(self) -> None:
-        self._scheduled = False
-        pending, self._pending = self._pending, []
-        for connection in pending:
-            connection._uncork()
-
-
-_CORKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Cork] = weakref.WeakKeyDictionary()
-
-
-def _cork_for(loop: asyncio.AbstractEventLoop) -> _Cork:
-    cork = _CORKS.get(loop)
-    if cork is None:
-        cork = _CORKS[loop] = _Cork(loop)
-    return cork
-
-
-class _Keepalive:
-    """One timer for the keepalive of many connections: a periodic sweep.
-
-    A ``TimerHandle`` per connection costs about 600 bytes on every idle
-    connection; here a connection costs one entry in a dict. Each connection
-    has the time its next keepalive step is due (a ping, or the end of the wait
-    for its pong); the sweep runs every ``tick`` seconds while any connection is
-    scheduled and runs the steps that are due. A step therefore runs up to one
-    tick late: an eighth of the shorter of ``ping_interval`` and ``ping_timeout``.
-    """
-
-    __slots__ = ("_due", "_handle", "_key", "_loop", "_tick")
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, key: tuple[float, float | None], tick: float
-    ) -> None:
-        self._loop = loop
-        self._key = key
-        self._tick = tick
-        self._due: dict[Connection, float] = {}
-        self._handle: asyncio.TimerHandle | None = None
-
-    def schedule(self, connection: Connection, delay: float) -> None:
-        """Run ``connection._keepalive_due()`` in ``delay`` seconds, give or take a tick."""
-        self._due[connection] = self._loop.time() + delay
-        if self._handle is None:
-            self._handle = self._loop.call_later(self._tick, self._sweep)
-
-    def cancel(self, connection: Connection) -> None:
-        """Forget ``connection``; the next sweep stops the timer if none is left."""
-        self._due.pop(connection, None)
-
-    def _sweep(self) -> None:
-        self._handle = None
-        # Never early (a pong deadline is a minimum), at most a tick late.
-        now = self._loop.time()
-        due = [connection for connection, when in self._due.items() if when <= now]
-        for connection in due:
-            del self._due[connection]
-        for connection in due:
-            try:
-                connection._keepalive_due()  # may schedule() it again
-            except Exception:  # pragma: no cover - a bug: don't stop everyone's keepalive
-                connection._settings.logger.exception("keepalive failed")
-        self._rearm()
-
-    def _rearm(self) -> None:
-        if self._handle is not None:
-            return  # a connection was scheduled again during the sweep
-        if self._due:
-            self._handle = self._loop.call_later(self._tick, self._sweep)
-            return
-        # Nobody left: forget this timer; a connection opened later makes a new one.
-        registry = _KEEPALIVES.get(self._loop)
-        if registry is not None and registry.get(self._key) is self:
-            del registry[self._key]
-
-
-_KEEPALIVES: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[float, float | None], _Keepalive]
-] = weakref.WeakKeyDictionary()
-
-
-def _keepalive_for(
-    loop: asyncio.AbstractEventLoop, interval: float, timeout: float | None
-) -> _Keepalive:
-    """Return the shared keepalive timer for these settings on ``loop``."""
-    registry = _KEEPALIVES.get(loop)
-    if registry is None:
-        registry = _KEEPALIVES[loop] = {}
-    key = (interval, timeout)
-    keepalive = registry.get(key)
-    if keepalive is None:
-        tick = min(interval, interval if timeout is None else timeout) / 8
-        keepalive = registry[key] = _Keepalive(loop, key, tick)
-    return keepalive
-
-
-# asyncio's own socket transport doesn't apply flow control in writelines() from
-# Python 3.12 on (seen in 3.12.1 and 3.13.0: it never calls pause_writing), so a
-# sender that never yields would buffer without bound. There, chunks are joined
-# and written once; uvloop's writelines() is fine.
-_WRITELINES_PAUSES: dict[type[Any], bool] = {}
-
-
-def _writelines(transport: asyncio.Transport, chunks: list[bytes]) -> None:
-    kind = type(transport)
-    pauses = _WRITELINES_PAUSES.get(kind)
-    if pauses is None:
-        stdlib = kind.__module__ == "asyncio.selector_events"
-        pauses = _WRITELINES_PAUSES[kind] = sys.version_info < (3, 12) or not stdlib
-    if pauses:
-        transport.writelines(chunks)
-    else:
-        transport.write(b"".join(chunks))
 
 
 def is_keepalive_timeout(exc: ConnectionClosed) -> bool:

@@ -277,7 +277,7 @@ def _machine_lines(document: dict[str, Any]) -> list[str]:
     return [
         f"- Date: {machine['date']}; machine: {machine['cpu']}, {machine['cpus']} CPUs, "
         f"{machine['system']}, {machine['python']}",
-        f"- Libraries: {libraries}; openline commit {commit}, masking {speedups}",
+        f"- Libraries: {libraries}; openline commit {commit}, frame path {speedups}",
         f"- Method: {pinned}; uvloop everywhere; 127.0.0.1; {config['warmup_s']:g} s warm-up, "
         f"{config['window_s']:g} s windows, medians of {config['repetitions']} repetition(s); "
         f"fan-out deadline {config['deadline_ms']:g} ms"

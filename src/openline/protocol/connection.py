@@ -353,9 +353,25 @@ class Connection:
             InvalidState: The connection is closing, or a fragmented message is
                 in progress.
         """
-        self._check_new_message()
         if isinstance(data, str):
             data = data.encode()
+        if (
+            fin
+            and self.close_sent is None
+            and not self._eof_sent
+            and not self._send_opcode
+            and not self.extensions
+            and len(data) < _SPLIT_FRAME_SIZE
+        ):
+            # The hot path: a whole message, no extension, one chunk.
+            frame = encode_frame(0x81, data, self._next_mask() if self._is_client else None)
+            output = self._output
+            if output is None:
+                self._output = [frame]
+            else:
+                output.append(frame)
+            return
+        self._check_new_message()
         self._send_data(_TEXT, data, fin)
 
     def send_binary(self, data: bytes | bytearray | memoryview, *, fin: bool = True) -> None:
@@ -365,6 +381,22 @@ class Connection:
             InvalidState: The connection is closing, or a fragmented message is
                 in progress.
         """
+        if (
+            fin
+            and self.close_sent is None
+            and not self._eof_sent
+            and not self._send_opcode
+            and not self.extensions
+            and len(data) < _SPLIT_FRAME_SIZE
+        ):
+            # The hot path: encode_frame copies ``data`` once, into the frame.
+            frame = encode_frame(0x82, data, self._next_mask() if self._is_client else None)
+            output = self._output
+            if output is None:
+                self._output = [frame]
+            else:
+                output.append(frame)
+            return
         self._check_new_message()
         self._send_data(_BINARY, bytes(data), fin)
 
