@@ -11,7 +11,7 @@ permessage-deflate negotiated; bit 2: the peer resets its compressor; bit 3:
 size in which the rest is fed (1 to 256 bytes).
 
 Where the compiled frame path is built, every input runs twice, on the compiled
-and on the pure-Python path (``mask.select``), and both must end the same: the
+and on the pure-Python path (``frame_path.select``), and both must end the same: the
 same events, the same bytes written (their lengths on the client side, whose
 masking keys are random), the same close code and the same protocol error.
 
@@ -25,10 +25,10 @@ from typing import Any
 from harness import instrumented, main
 
 with instrumented(__name__):
-    from openline.protocol import mask
     from openline.protocol.connection import Connection, Side
     from openline.protocol.events import BinaryMessage, TextMessage
     from openline.protocol.extensions.deflate import PerMessageDeflate
+    from openline.protocol.frame_path import select as select_frame_path
 
 #: 1002 framing, 1006 stream cut mid-frame, 1007 bad UTF-8 or compressed data, 1009 too big.
 ALLOWED_CLOSE_CODES = frozenset({1002, 1006, 1007, 1009})
@@ -46,7 +46,7 @@ def build(setup: int) -> Connection:
 
 
 #: Whether the compiled frame path is built; if so, each input runs on both paths.
-BOTH_PATHS = mask.select(True)
+BOTH_PATHS = select_frame_path(True)
 
 
 def run(data: bytes) -> tuple[Connection, list[Any], list[bytes]]:
@@ -79,11 +79,11 @@ def check(data: bytes) -> None:
         return
     conn, events, output = run(data)
     if BOTH_PATHS:
-        mask.select(False)
+        select_frame_path(False)
         try:
             pure = run(data)
         finally:
-            mask.select(True)
+            select_frame_path(True)
         if outcome(conn, events, output) != outcome(*pure):
             raise AssertionError("the compiled and the pure-Python frame paths disagree")
     for event in events:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from openline.protocol import mask
+from openline.protocol.frame_path import select as select_frame_path
 
 MISSING_SPEEDUPS = (
     "the C extension openline.protocol._speedups is not built "
@@ -25,10 +26,10 @@ def frame_path(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run with the compiled frame path, then with the pure-Python one."""
     before = mask.SPEEDUPS
     compiled = request.param == "compiled"
-    if mask.select(compiled) != compiled:
-        mask.select(before)
+    if select_frame_path(compiled) != compiled:
+        select_frame_path(before)
         pytest.skip(MISSING_SPEEDUPS)
     try:
         yield request.param
     finally:
-        mask.select(before)
+        select_frame_path(before)

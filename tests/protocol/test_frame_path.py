@@ -2,7 +2,7 @@
 
 ``parse_frames`` and ``encode_frame`` from ``_speedups`` are checked directly, and
 whole connections are fed random and malformed byte streams twice, once on each
-path (``mask.select``): the events, the frames written back, the close code and the
+path (``frame_path.select``): the events, the frames written back, the close code and the
 protocol error must be the same.
 """
 
@@ -24,6 +24,7 @@ from openline.protocol import mask
 from openline.protocol.connection import Connection, Side
 from openline.protocol.events import BinaryMessage, TextMessage
 from openline.protocol.extensions.deflate import PerMessageDeflate
+from openline.protocol.frame_path import select as select_frame_path
 from openline.protocol.frames import Frame, Opcode, serialize_frame
 
 from .conftest import MISSING_SPEEDUPS
@@ -44,7 +45,7 @@ def speedups() -> ModuleType:
 def restore_path() -> Iterator[None]:
     before = mask.SPEEDUPS
     yield
-    mask.select(before)
+    select_frame_path(before)
 
 
 # --- encode_frame ---------------------------------------------------------------------------
@@ -256,7 +257,7 @@ class TestSameOutcome:
         cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=4))
         outcomes = []
         for compiled in (True, False):
-            assert mask.select(compiled) is compiled
+            assert select_frame_path(compiled) is compiled
             outcomes.append(
                 _run(
                     side, stream, cuts, max_size=max_size, deflate=deflate, defer_close=defer_close
@@ -275,7 +276,7 @@ class TestSameOutcome:
     ) -> None:
         outcomes = []
         for compiled in (True, False):
-            mask.select(compiled)
+            select_frame_path(compiled)
             outcomes.append(
                 _run(side, stream, cuts, max_size=1000, deflate=False, defer_close=False)
             )
@@ -285,7 +286,7 @@ class TestSameOutcome:
         stream = _server_frame(Opcode.TEXT, b"ok") * 3 + _server_frame(Opcode.TEXT, b"\xc3(")
         outcomes = []
         for compiled in (True, False):
-            mask.select(compiled)
+            select_frame_path(compiled)
             outcomes.append(
                 _run(Side.SERVER, stream, [], max_size=None, deflate=False, defer_close=False)
             )

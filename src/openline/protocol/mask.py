@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ENV_VAR", "SPEEDUPS", "apply_mask", "c_encode_frame", "parse_frames", "select"]
+__all__ = ["ENV_VAR", "SPEEDUPS", "apply_mask", "c_encode_frame", "parse_frames"]
 
 #: Set to a non-empty value other than "0" to force the pure-Python frame path.
 ENV_VAR = "OPENLINE_NO_SPEEDUPS"
@@ -27,7 +27,9 @@ ParseFrames = Callable[
     int,
 ]
 
+#: The compiled parser of complete, unfragmented data frames, or ``None`` (pure Python).
 parse_frames: ParseFrames | None
+#: The compiled ``encode_frame(head, data, mask_key)``, or ``None`` (pure Python).
 c_encode_frame: Callable[[int, bytes | bytearray | memoryview, bytes | None], bytes] | None
 
 if os.environ.get(ENV_VAR, "") not in ("", "0"):
@@ -47,39 +49,3 @@ else:
         parse_frames = c_encode_frame = None
     else:
         SPEEDUPS = True
-
-
-def select(compiled: bool) -> bool:
-    """Switch the frame path of the imported protocol modules; for tests and fuzzing.
-
-    ``select(False)`` makes masking, serializing and parsing pure Python, as
-    ``OPENLINE_NO_SPEEDUPS=1`` does at import; ``select(True)`` brings back the
-    compiled path. Connections made before the switch follow it too.
-
-    Returns:
-        Whether the compiled path is now in use: ``False`` after
-        ``select(True)`` when the extension is not built.
-    """
-    global SPEEDUPS, c_encode_frame, parse_frames
-    from . import _mask, connection, frames
-
-    mask_fn: Callable[[bytes | bytearray | memoryview, bytes], bytes] = _mask.apply_mask
-    encode: Callable[[int, bytes | bytearray | memoryview, bytes | None], bytes] | None = None
-    parse: ParseFrames | None = None
-    if compiled:
-        try:
-            from . import _speedups
-        except ImportError:
-            compiled = False
-        else:
-            mask_fn, encode, parse = (
-                _speedups.apply_mask,
-                _speedups.encode_frame,
-                _speedups.parse_frames,
-            )
-    SPEEDUPS, c_encode_frame, parse_frames = compiled, encode, parse
-    globals()["apply_mask"] = mask_fn
-    encoder = frames._encode_frame if encode is None else encode
-    vars(frames).update(apply_mask=mask_fn, encode_frame=encoder)
-    vars(connection).update(apply_mask=mask_fn, encode_frame=encoder, parse_frames=parse)
-    return compiled
