@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -310,3 +311,23 @@ def test_environment_switch_forces_python() -> None:
 
     env = {**os.environ, mask.ENV_VAR: "1"}
     subprocess.run([sys.executable, "-c", script], env=env, check=True)
+
+
+def test_selecting_the_compiled_path_without_the_extension_keeps_python(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where ``_speedups`` can't be imported, ``select(True)`` says so and changes nothing."""
+    before = mask.SPEEDUPS
+    # The import fails: no module in sys.modules, none as the package's attribute.
+    monkeypatch.setitem(sys.modules, "openline.protocol._speedups", None)
+    monkeypatch.delattr(sys.modules["openline.protocol"], "_speedups", raising=False)
+    try:
+        assert select_frame_path(True) is False
+        assert mask.SPEEDUPS is False and mask.parse_frames is None
+        assert mask.c_encode_frame is None
+        ws = Connection(Side.SERVER)
+        ws.receive_data(_server_frame(Opcode.TEXT, b"still parsed"))
+        assert ws.events_received() == [TextMessage("still parsed")]
+    finally:
+        monkeypatch.undo()
+        select_frame_path(before)
