@@ -630,12 +630,12 @@ class Client:
             TokenUnavailable: ``get_token`` failed.
         """
         if self._get_token is None:
-            return await self._dialers[self._next_dialer]._create()
+            return await self._dialers[self._next_dialer]  # each await dials once
         token = await fetch_token(self._get_token)
         fields = Headers(self._headers)
         if token is not None:
             fields["Authorization"] = f"Bearer {token}"
-        return await self._dialer(self._uris[self._next_dialer], fields)._create()
+        return await self._dialer(self._uris[self._next_dialer], fields)
 
     async def _refresh(self, ws: ClientConnection) -> None:
         """Answer the hub's ``refresh``: send a new token on the same connection."""
@@ -748,7 +748,7 @@ class Client:
             self._refreshing = None
         if ws.state is State.OPEN:
             # Given up (a dead line, no welcome): no closing handshake to wait for.
-            ws._transport.abort()
+            ws.abort()
 
     # --- private: sending --------------------------------------------------------------
 
@@ -888,7 +888,7 @@ class Client:
                 unanswered = None
             if unanswered is not None and timeout is not None and now >= unanswered + timeout:
                 self._dead = True
-                ws._transport.abort()  # no FIN will come: don't wait for one
+                ws.abort()  # no FIN will come: don't wait for one
                 return
             if now >= next_ping:
                 if unanswered is None:
