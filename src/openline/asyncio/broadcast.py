@@ -25,6 +25,7 @@ used: :attr:`~.Connection.is_writable`, :attr:`~.Connection.extensions`,
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from ..protocol.extensions.base import Extension
 from ..protocol.extensions.deflate import PerMessageDeflate
@@ -32,10 +33,33 @@ from ..protocol.frames import Frame, Opcode, serialize_frame
 from ..typing import DataLike
 from .connection import Connection
 
-__all__ = ["Broadcast", "broadcast", "buffered_amount"]
+__all__ = ["Broadcast", "Writable", "broadcast", "buffered_amount"]
 
 #: The compression parameters that decide a no-context-takeover frame's bytes.
 _DeflateKey = tuple[int, int, int, int]
+
+
+class Writable(Protocol):
+    """What :class:`Broadcast` needs of a connection.
+
+    :class:`~openline.asyncio.connection.Connection` has all of it; so may
+    another front-end (the hub's plain ASGI link, for one) that takes whole
+    frames or payloads and sends them its own way.
+    """
+
+    @property
+    def is_writable(self) -> bool: ...
+
+    @property
+    def extensions(self) -> Sequence[Extension]: ...
+
+    def write_frame_nowait(self, frame: bytes) -> None: ...
+
+    def send_payload_nowait(self, payload: bytes, *, text: bool) -> None: ...
+
+    async def wait_fragments_sent(self) -> None: ...
+
+    async def drain(self) -> None: ...
 
 
 class Broadcast:
@@ -73,7 +97,7 @@ class Broadcast:
             frame = self._frame = serialize_frame(Frame(self._opcode, self.payload), mask=False)
         return frame
 
-    def write(self, connection: Connection) -> bool:
+    def write(self, connection: Writable) -> bool:
         """Write the message to ``connection`` without waiting.
 
         Returns:
@@ -86,7 +110,7 @@ class Broadcast:
         self._write(connection)
         return True
 
-    async def send(self, connection: Connection) -> None:
+    async def send(self, connection: Writable) -> None:
         """Write the message to ``connection`` and respect its flow control.
 
         Like ``connection.send()``: queues behind a fragmented message being
@@ -101,7 +125,7 @@ class Broadcast:
             self._write(connection)
         await connection.drain()  # raises ConnectionClosed if it wasn't writable
 
-    def _write(self, connection: Connection) -> None:
+    def _write(self, connection: Writable) -> None:
         extensions = connection.extensions
         if not extensions:
             connection.write_frame_nowait(self.frame)

@@ -28,10 +28,12 @@ from ..protocol.http11 import Request
 __all__ = [
     "TOKEN_PREFIX",
     "Action",
+    "Admission",
     "Authenticate",
     "Authorize",
     "Credentials",
     "Identity",
+    "Refusal",
     "Reject",
 ]
 
@@ -75,12 +77,20 @@ class Credentials:
     Attributes:
         token: The token the client presented, or ``None``.
         request: The upgrade request (path, headers), for cookies and the like.
-        remote_address: The peer's address, as the socket reports it.
+            Inside an ASGI app it is rebuilt from the scope: ``path`` is the
+            full path with its query string, the headers are the scope's.
+        remote_address: The peer's address, as the socket reports it (the
+            scope's ``client`` inside an ASGI app, ``None`` when it has none).
+        scope: The ASGI scope of the connection when the hub runs inside an
+            ASGI app (see :mod:`openline.hub.asgi`), ``None`` otherwise: what
+            the app's middleware put there (``scope["session"]``,
+            ``scope["user"]``, ``scope["state"]``) can vouch for the user.
     """
 
     token: str | None
     request: Request
     remote_address: Any
+    scope: Mapping[str, Any] | None = None
 
     @property
     def query(self) -> dict[str, list[str]]:
@@ -108,6 +118,37 @@ class Reject(HubError):
 
     def __str__(self) -> str:
         return f"HTTP {self.status}: {self.reason}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Admission:
+    """A connection the handshake let in: who it is, decided before accepting it.
+
+    Attributes:
+        identity: Who is connected; ``None`` when the hub has no
+            ``authenticate`` hook (each connection is then its own anonymous user).
+        info_json: ``identity.info`` as JSON, encoded once.
+        scope: The ASGI scope, when the connection came through an ASGI app.
+    """
+
+    identity: Identity | None
+    info_json: str = "{}"
+    scope: Mapping[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refusal:
+    """A connection the handshake refused, and how to tell the client.
+
+    Attributes:
+        status: The HTTP status: 400, 401, 403, 426 or 503.
+        reason: One line for the response body (or the close reason).
+        headers: Extra response headers, such as ``WWW-Authenticate``.
+    """
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 #: The handshake hook.

@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..asyncio.broadcast import Broadcast
 from ..asyncio.config import check_count, check_timeout
-from ..asyncio.connection import Connection
 from ..protocol.frames import Close
 from ..typing import LoggerLike
 from .metrics import Metrics
+from .peer import Peer
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -142,7 +142,7 @@ class Fanout:
         """Bytes held unsent for one subscriber before it is evicted; ``None``: no limit."""
         return self._max_buffer
 
-    def attach(self, ws: Connection) -> None:
+    def attach(self, ws: Peer) -> None:
         """Bound the kernel's send queue of a new connection."""
         if self._send_buffer is not None:
             ws.limit_send_buffer(self._send_buffer)
@@ -282,12 +282,12 @@ class Fanout:
 
     # --- private: closing --------------------------------------------------------------
 
-    async def _close(self, ws: Connection) -> None:
+    async def _close(self, ws: Peer) -> None:
         try:
             await asyncio.wait_for(ws.close(self._code, "slow consumer"), CLOSE_GRACE)
         except asyncio.TimeoutError:
             self._reset(ws)
 
-    def _reset(self, ws: Connection) -> None:
+    def _reset(self, ws: Peer) -> None:
         self.stats.slow_consumer_resets += 1
         ws.abort()

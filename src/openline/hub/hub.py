@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..asyncio.broadcast import Broadcast
 from ..asyncio.config import check_count, check_timeout
@@ -39,12 +40,15 @@ from ..protocol.connection import State
 from ..protocol.http11 import Request, Response
 from ..typing import LoggerLike
 from . import wire
+from .asgi_link import DEFAULT_WRITE_LIMIT
 from .auth import (
     Action,
+    Admission,
     Authenticate,
     Authorize,
     Credentials,
     Identity,
+    Refusal,
     Reject,
     call_hook,
     find_token,
@@ -66,12 +70,16 @@ from .config import (
 )
 from .fanout import Fanout
 from .metrics import Metrics
+from .peer import Peer
 from .presence import StateThrottle
 from .publisher import store, store_many
 from .refresh import TokenClock
 from .server_api import DEFAULT_HISTORY_LIMIT, ServerAPI
 from .session import Hold, Session, Subscription
 from .wire import SUBPROTOCOL, RequestError
+
+if TYPE_CHECKING:
+    from .asgi import HubApp
 
 __all__ = ["Hub"]
 
@@ -214,6 +222,7 @@ class Hub:
         self.stats = Metrics()
         self._channels: dict[str, Channel] = {}
         self._sessions: set[Session] = set()
+        self._running = False
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Connections whose reading waits for their publish pipeline to catch up.
         self._readers: dict[Session, asyncio.Future[None]] = {}
@@ -236,7 +245,7 @@ class Hub:
             refresh_before=check_positive("refresh_before", refresh_before),
         )
         # Identities decided in the handshake hook, until the handler picks them up.
-        self._identities: dict[ServerConnection, tuple[Identity, str]] = {}
+        self._identities: dict[ServerConnection, Admission] = {}
         self._api = ServerAPI(
             self.engine,
             sessions=self._sessions,
@@ -303,6 +312,83 @@ class Hub:
             ping_timeout=self._ping_timeout,
             **kwargs,
         )
+
+    def asgi(
+        self,
+        *,
+        origins: Iterable[str] | None = None,
+        origin_required: bool = False,
+        write_limit: int | tuple[int, int] = DEFAULT_WRITE_LIMIT,
+    ) -> HubApp:
+        """The hub as an ASGI 3 app, for Starlette, FastAPI or Django (``docs/asgi.md``).
+
+        Args:
+            origins: Origins allowed besides the server's own, such as
+                ``["https://example.com"]``; ``"*"`` allows any (development
+                only). ``None``: the server's own and clients without ``Origin``.
+            origin_required: Refuse clients that send no ``Origin``.
+            write_limit: ``(high, low)`` bytes queued per connection on servers
+                without openline's engine (see :class:`.asgi_link.AsgiLink`).
+
+        Raises:
+            ValueError: An origin is malformed, or ``write_limit`` is out of range.
+        """
+        # Imported here: the app uses openline.web's Origin rules, and openline.web the hub.
+        from .asgi import HubApp
+
+        return HubApp(
+            self, origins=origins, origin_required=origin_required, write_limit=write_limit
+        )
+
+    @property
+    def is_running(self) -> bool:
+        """Whether :meth:`running` (or :meth:`lifespan`) has started the hub for ASGI."""
+        return self._running
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Hub]:
+        """Run the hub for its ASGI app: ``async with hub.running(): ...``.
+
+        Starts the engine (connects it, for engines that connect); on exit,
+        closes the connections still open with 1001, stops the hub's
+        background work (:meth:`close`) and closes the engine, **even one
+        passed to** ``Hub()``: the app's lifespan owns the hub's life. Until
+        it has started, the ASGI app refuses connections with 503.
+
+        Raises:
+            RuntimeError: The hub is running already.
+            BackendUnavailable: The engine can't reach its store.
+        """
+        if self._running:
+            raise RuntimeError("the hub is running already")
+        start = getattr(self.engine, "start", None)
+        if start is not None:
+            await start()
+        self._running = True
+        try:
+            yield self
+        finally:
+            self._running = False
+            # Each close is bounded by its connection's close timeout.
+            closing = [session.ws.close(1001, "going away") for session in self._sessions]
+            await asyncio.gather(*closing, return_exceptions=True)
+            await self.close()
+            if not self._owns_engine:
+                await self.engine.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """:meth:`running`, shaped for ``FastAPI(lifespan=hub.lifespan)`` (Starlette too).
+
+        Args:
+            app: The app whose lifespan it is; unused.
+
+        Raises:
+            RuntimeError: The hub is running already.
+            BackendUnavailable: The engine can't reach its store.
+        """
+        async with self.running():
+            yield
 
     async def publish(
         self, ch: str, data: Any, *, id: str | None = None, user: str | None = None
@@ -439,14 +525,31 @@ class Hub:
         and :meth:`handle` as the handler when not using :meth:`serve`.
         """
         self._forget_failed_handshakes()
-        if SUBPROTOCOL not in offered_subprotocols(request):
-            self.stats.handshakes["bad_subprotocol"] += 1
-            return Response.plain(
-                400, f"this is an openline hub: offer the {SUBPROTOCOL} subprotocol\n"
-            )
-        if self._authenticate is None:
-            return None
         credentials = Credentials(find_token(request), request, connection.remote_address)
+        verdict = await self.admit(credentials)
+        if isinstance(verdict, Refusal):
+            return Response.plain(verdict.status, verdict.reason + "\n", list(verdict.headers))
+        if verdict.identity is not None:
+            self._identities[connection] = verdict
+        return None
+
+    async def admit(self, credentials: Credentials) -> Admission | Refusal:
+        """Decide whether a handshake may go on: the subprotocol offer, then ``authenticate``.
+
+        For front-ends other than :meth:`serve` (the ASGI app of
+        :mod:`openline.hub.asgi` uses it); refusals are counted in
+        ``stats.handshakes``.
+
+        Raises:
+            TypeError: ``authenticate`` returned something else than an
+                :class:`Identity` with a user.
+        """
+        if SUBPROTOCOL not in offered_subprotocols(credentials.request):
+            self.stats.handshakes["bad_subprotocol"] += 1
+            return Refusal(400, f"this is an openline hub: offer the {SUBPROTOCOL} subprotocol")
+        scope = credentials.scope
+        if self._authenticate is None:
+            return Admission(None, scope=scope)
         try:
             identity = await call_hook(self._authenticate, credentials)
         except Reject as exc:
@@ -459,21 +562,30 @@ class Hub:
             raise TypeError(f"authenticate must return an Identity with a user, got {identity!r}")
         if identity.expires is not None and identity.expires <= time.time():
             return _refusal(401, "token expired")
-        self._identities[connection] = (identity, Session.encode_info(identity))
-        return None
+        return Admission(identity, Session.encode_info(identity), scope)
 
-    async def handle(self, ws: ServerConnection) -> None:
-        """The connection handler: serve one client until it goes away."""
-        found = self._identities.pop(ws, None)
-        identity, info = found if found is not None else (Identity(str(ws.id)), "{}")
+    async def handle(self, ws: Peer, admission: Admission | None = None) -> None:
+        """The connection handler: serve one client until it goes away.
+
+        Args:
+            ws: An open connection: a :class:`ServerConnection` or any other
+                :class:`~openline.hub.peer.Peer`.
+            admission: What :meth:`admit` decided for ``ws``; by default, what
+                :meth:`process_request` decided during ``ws``'s handshake.
+        """
+        found = admission
+        if found is None and isinstance(ws, ServerConnection):
+            found = self._identities.pop(ws, None)
+        identity = None if found is None else found.identity
         session = Session(
             ws,
-            identity,
-            info,
-            anonymous=found is None or identity.anonymous,
+            Identity(str(ws.id)) if identity is None else identity,
+            "{}" if found is None else found.info_json,
+            anonymous=identity is None or identity.anonymous,
             rate_limit=self._rate_limit,
             max_errors=self._max_errors,
             now=time.monotonic(),
+            scope=None if found is None else found.scope,
         )
         self._sessions.add(session)
         self.fanout.attach(ws)
@@ -950,9 +1062,9 @@ class Hub:
 _REFUSALS = {401: "unauthorized", 403: "forbidden"}
 
 
-def _refusal(status: int, reason: str) -> Response:
-    headers = [("WWW-Authenticate", "Bearer")] if status == 401 else None
-    return Response.plain(status, reason + "\n", headers)
+def _refusal(status: int, reason: str) -> Refusal:
+    headers = (("WWW-Authenticate", "Bearer"),) if status == 401 else ()
+    return Refusal(status, reason, headers)
 
 
 def _error_for(

@@ -77,7 +77,7 @@ class TokenClock:
             raise RequestError("unauthorized", "this hub takes no tokens", rid=rid)
         ws = session.ws
         assert ws.request is not None  # an open connection went through its handshake
-        credentials = Credentials(request.token, ws.request, ws.remote_address)
+        credentials = Credentials(request.token, ws.request, ws.remote_address, session.scope)
         try:
             identity = await call_hook(authenticate, credentials)
         except Reject as exc:

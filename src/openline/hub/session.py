@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import collections
 import json
+from collections.abc import Mapping
+from typing import Any
 
-from ..asyncio.server import ServerConnection
 from .auth import Identity
+from .peer import Peer
 from .wire import ErrorCode
 
 __all__ = ["Hold", "Session", "Subscription"]
@@ -56,6 +58,8 @@ class Session:
             period; ``None`` disables rate limiting.
         max_errors: ``(errors, seconds)``: this many errors within the window
             count as abuse; ``None`` never counts.
+        scope: The ASGI scope the connection came with, ``None`` outside ASGI;
+            given again to ``authenticate`` when the client renews its token.
     """
 
     __slots__ = (
@@ -72,6 +76,7 @@ class Session:
         "info_json",
         "limited_since",
         "publishes",
+        "scope",
         "subs",
         "user",
         "ws",
@@ -79,7 +84,7 @@ class Session:
 
     def __init__(
         self,
-        ws: ServerConnection,
+        ws: Peer,
         identity: Identity,
         info_json: str,
         *,
@@ -87,8 +92,10 @@ class Session:
         rate_limit: tuple[int, float] | None,
         max_errors: tuple[int, float] | None,
         now: float,
+        scope: Mapping[str, Any] | None = None,
     ) -> None:
         self.ws = ws
+        self.scope = scope
         self.identity = identity
         self.user = identity.user
         self.client = str(ws.id)
