@@ -35,3 +35,12 @@ def test_protocol_core_uses_only_the_standard_library(path: pathlib.Path) -> Non
         top = name.split(".")[0]
         assert top in sys.stdlib_module_names, f"{path.name} imports {name}"
         assert top not in FORBIDDEN, f"{path.name} imports {name}: no I/O in the core"
+
+
+@pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
+def test_only_the_uvicorn_engine_imports_uvicorn(path: pathlib.Path) -> None:
+    if path == SRC / "uvicorn.py":
+        return
+    for name, level in _imports(path):
+        if level == 0:
+            assert name.split(".")[0] != "uvicorn", f"{path.name} imports {name}"

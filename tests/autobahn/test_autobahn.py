@@ -1,6 +1,8 @@
 """Conformance: the Autobahn|Testsuite against openline's server and client.
 
-Sections 1-11 run in every test run (about a minute per side); sections 12-13
+The server side runs twice: openline's own server (``openline serve --echo``) and
+an ASGI echo app under uvicorn with openline as its WebSocket engine
+(``uvicorn_echo.py``). Sections 1-11 run in every test run (about a minute per side); sections 12-13
 (permessage-deflate, about 15 minutes per side) run when
 ``OPENLINE_AUTOBAHN_ALL=1`` (``make autobahn-all``). Every case must be OK or
 INFORMATIONAL: NON-STRICT counts as a failure here. Each side runs with the
@@ -62,6 +64,15 @@ def test_server_passes_autobahn(mode: str) -> None:
         "'--max-size', '32MiB', '--ping-interval', 'off']))"
     )
     _run("server", _python(mode, code), timeout=3600 if ALL else 300)
+
+
+def test_uvicorn_engine_passes_autobahn() -> None:
+    """An ASGI echo app under uvicorn with ``--ws openline.uvicorn:WebSocketProtocol``."""
+    code = (
+        "import runpy, sys; sys.argv = ['uvicorn_echo', '{port}']; "
+        f"runpy.run_path({str(HERE / 'uvicorn_echo.py')!r}, run_name='__main__')"
+    )
+    _run("server", _python("compiled", code), timeout=3600 if ALL else 300)
 
 
 @pytest.mark.parametrize("mode", MODES)
