@@ -94,6 +94,9 @@ HOLD_SECONDS = 30.0
 PIPELINE_BATCH = 64
 #: Messages read ahead of the publishes being stored before reading waits.
 PIPELINE_QUEUE = 256
+#: A message read while publishes are stored: it, when it arrived, and whether the
+#: rate limit let it in.
+Queued = tuple[str | bytes, float, bool]
 #: Seconds a connection may keep sending while refused as ``rate_limited`` (what
 #: was in flight when the first refusal left) before each refusal counts as abuse.
 FLOOD_GRACE = 5.0
@@ -613,17 +616,25 @@ class Hub:
     # --- private: receiving ------------------------------------------------------------
 
     async def _receive(
-        self, session: Session, raw: str | bytes, batch: list[wire.Publish] | None = None
+        self,
+        session: Session,
+        raw: str | bytes,
+        batch: list[wire.Publish] | None = None,
+        queued: Queued | None = None,
     ) -> None:
         """Handle one client message; every refusal becomes an ``error`` reply.
 
         Publishes are pipelined (see :meth:`_publishing`): while some are being
-        stored, later messages queue behind them; ``batch`` is the next batch
-        when the pipeline itself hands a queued message back.
+        stored, later messages queue behind them, with their arrival time and
+        whether the rate limit let them in (decided on arrival, as for the
+        others); the pipeline hands them back here with ``queued`` and the
+        batch the next publishes join.
         """
         queue = session.publishes
         if batch is None and queue is not None:
-            queue.append(raw)  # its turn comes after the publishes being stored
+            arrived = time.monotonic()
+            # Its turn comes after the publishes being stored.
+            queue.append((raw, arrived, session.take_token(arrived)))
             if len(queue) >= PIPELINE_QUEUE:
                 await self._queue_drained(session)
             return
@@ -631,12 +642,12 @@ class Hub:
         stats.messages_in += 1
         stats.bytes_in += len(raw)
         request: wire.Request | None = None
-        now = time.monotonic()
+        now = time.monotonic() if queued is None else queued[1]
         try:
             request = self._parser.parse(raw)
             if type(request) is wire.Publish and session.hold is not None:
                 _check_hold(session, request, now)
-            if not session.take_token(now):
+            if not (session.take_token(now) if queued is None else queued[2]):
                 raise _error_for(
                     request,
                     "rate_limited",
@@ -750,7 +761,8 @@ class Hub:
                 if not queue or session.closing:
                     break
                 while queue and len(batch) < PIPELINE_BATCH and not session.closing:
-                    await self._receive(session, queue.popleft(), batch)
+                    queued = queue.popleft()
+                    await self._receive(session, queued[0], batch, queued)
                     if len(queue) < PIPELINE_QUEUE // 2:
                         self._wake_reader(session)
         except ConnectionClosed:

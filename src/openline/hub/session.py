@@ -115,8 +115,9 @@ class Session:
         self._error_times: collections.deque[float] | None = None
         #: The publish whose retry later publishes wait for, after a retryable refusal.
         self.hold: Hold | None = None
-        #: While publishes are being stored: the messages received since, in order.
-        self.publishes: collections.deque[str | bytes] | None = None
+        #: While publishes are being stored: the messages received since, in order,
+        #: each with when it arrived and whether the rate limit let it in.
+        self.publishes: collections.deque[tuple[str | bytes, float, bool]] | None = None
         #: When the current run of ``rate_limited`` refusals began; ``None`` outside one.
         self.limited_since: float | None = None
 
