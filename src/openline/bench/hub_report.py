@@ -21,7 +21,7 @@ CONFIGURATIONS = {
     "openline": "openline hub, 1 node (memory engine)",
     "openline-compact": "openline hub, 1 node, compact envelope (prototype)",
     "fastapi-uvicorn-openline": "openline hub in FastAPI, uvicorn + openline's engine (fast path)",
-    "fastapi-uvicorn": "openline hub in FastAPI, uvicorn + websockets (plain path)",
+    "fastapi-uvicorn": "openline hub in FastAPI, uvicorn + its default engine (plain path)",
     "fastapi-hypercorn": "openline hub in FastAPI, hypercorn (plain path)",
     "python-socketio": "python-socketio 1 node (ASGI, uvicorn)",
     "socketio-node": "Socket.IO on Node, 1 node",

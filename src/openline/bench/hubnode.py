@@ -23,7 +23,8 @@ process, on the same loop (uvloop):
 
 * ``uvicorn-openline``: uvicorn with openline's WebSocket engine
   (``ws="openline.uvicorn:WebSocketProtocol"``): the hub app's fast path;
-* ``uvicorn``: uvicorn with its default engine, ``websockets`` (the plain path);
+* ``uvicorn``: uvicorn with its default engine (``ws="auto"``: websockets'
+  sans-I/O implementation when websockets is installed; the plain path);
 * ``hypercorn``: hypercorn, whose WebSocket side is wsproto (the plain path).
 
 Like the hub, the servers send no keepalive pings and negotiate no compression.
