@@ -170,9 +170,7 @@ async def _serve_asgi(hub: Hub, kind: str) -> None:
                 access_log=False,
                 lifespan="on",
                 backlog=BACKLOG,
-                ws="openline.uvicorn:WebSocketProtocol"
-                if kind == "uvicorn-openline"
-                else "websockets",
+                ws="openline.uvicorn:WebSocketProtocol" if kind == "uvicorn-openline" else "auto",
                 ws_ping_interval=None,
                 ws_ping_timeout=None,
                 ws_per_message_deflate=False,
