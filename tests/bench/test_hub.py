@@ -266,5 +266,6 @@ def test_the_hub_in_fastapi_starts_and_delivers_under_each_asgi_server(
     assert len(sizes) == 1, sizes
     markdown = (tmp_path / "hub.md").read_text()
     assert "against `openline serve`" in markdown
+    assert "the hub in FastAPI: fastapi " in markdown
     for name in hub_report.ASGI_CONFIGURATIONS:
         assert f"| {hub_report.CONFIGURATIONS[name]} | " in markdown

@@ -425,12 +425,27 @@ def _summary(result: dict[str, Any]) -> str:
     )
 
 
+def _asgi_versions() -> str:
+    """The versions of what serves the hub in FastAPI, as one line."""
+    from importlib import metadata
+
+    found = []
+    for package in ("fastapi", "starlette", "uvicorn", "hypercorn", "websockets", "wsproto"):
+        try:
+            found.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{package} not installed")
+    return ", ".join(found)
+
+
 def _document(
     plan: Plan, started: dict[str, Any], results: dict[str, dict[str, list[dict[str, Any] | None]]]
 ) -> dict[str, Any]:
     options = plan.options
     notes = list(plan.notes)
     notes += [f"{name}: skipped: {why}" for name, why in plan.skipped.items()]
+    if any(name in ASGI_CONFIGURATIONS for name in plan.configurations):
+        notes.append(f"the hub in FastAPI: {_asgi_versions()}")
     for key, by_name in results.items():
         for name, runs in by_name.items():
             for repetition, run in enumerate(runs, 1):
