@@ -25,7 +25,7 @@ help:
 	@echo "make fuzz         every atheris harness in fuzz/ for FUZZ_TIME (14) s each; CI runs it"
 	@echo "make e2e          the browser tests: the demo page in headless Chromium (apt: chromium)"
 	@echo "make screenshot   the browser tests, refreshing docs/demo.png"
-	@echo "make autobahn-all Autobahn|Testsuite including compression (sections 12-13, ~30 min)"
+	@echo "make autobahn-all Autobahn|Testsuite including compression (sections 12-13, ~45 min with the uvicorn engine)"
 	@echo "make bench        openline side by side with its peers into bench/results (~30 min)"
 	@echo "make bench-quick  the same as a 1-minute smoke run into bench/results/quick"
 	@echo "make bench-check  a 3-minute run: which ratios moved since bench/results (informative)"
