@@ -49,7 +49,7 @@ tests/interop/node/node_modules/.package-lock.json: tests/interop/node/package-l
 autobahn-deps:
 	bash tests/autobahn/install.sh
 
-test: $(STAMP) node-deps autobahn-deps style types
+test: $(STAMP) node-deps bench-node-deps autobahn-deps style types
 	$(BIN)/python -m pytest
 
 test-matrix:
@@ -74,7 +74,7 @@ style: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-coverage: $(STAMP) node-deps autobahn-deps
+coverage: $(STAMP) node-deps bench-node-deps autobahn-deps
 	$(BIN)/coverage run -m pytest
 	$(BIN)/coverage report
 

@@ -2,11 +2,12 @@
 the hub keeps reading, yet are stored, answered and delivered in the order sent,
 with the idempotency and the hold after a refusal of publishing one at a time.
 
-Each test runs on every engine. The engine is wrapped to hold its first publish
-until the hub has read the whole burst (so that the batches are certain, not a
-matter of timing) and to record the batches; a batch goes to the engine's own
-``publish_many`` where it has one (Redis: one pipeline), else one publish after
-the other.
+Each test runs on every engine. A burst is sent in one write (``send_nowait``
+in one loop turn), so that the hub reads it at once; the engine is wrapped to
+hold its first publish until the hub has read the whole burst (so that the
+batches are certain, not a matter of timing) and to record the batches; a batch
+goes to the engine's own ``publish_many`` where it has one (Redis: one
+pipeline), else one publish after the other.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from openline.exceptions import BackendUnavailable
 from openline.hub.backends.base import Engine, PublishResult
 
-from .helpers import RunningHub, run_hub, wait_for
+from .helpers import HubClient, RunningHub, run_hub, wait_for
 
 
 class GatedEngine:
@@ -65,6 +66,12 @@ class GatedEngine:
         ]
 
 
+def _burst(client: HubClient, messages: list[dict[str, Any]]) -> None:
+    """Send ``messages`` in one write: the hub reads them at once."""
+    for message in messages:
+        client.ws.send_nowait(json.dumps(message))
+
+
 async def _queued(running: RunningHub, count: int) -> None:
     """Wait until the hub read ``count`` messages behind the publish being stored."""
 
@@ -90,8 +97,7 @@ async def test_a_burst_is_stored_answered_and_delivered_in_order(engine: Engine)
                 sent.append(
                     {"type": "publish", "ch": "a", "data": index, "id": f"m{index}", "rid": index}
                 )
-        for message in sent:
-            await writer.send_raw(json.dumps(message))
+        _burst(writer, sent)
         await _queued(running, 99)
         gated.gate.set()
 
@@ -103,8 +109,8 @@ async def test_a_burst_is_stored_answered_and_delivered_in_order(engine: Engine)
             if message["type"] != "publish":
                 continue
             assert reply["type"] == "ack" and reply["id"] == message["id"], reply
-            if message["rid"] == 50:
-                assert reply["duplicate"] is True and reply["offset"] == offsets[10]  # m10, the eleventh
+            if message["rid"] == 50:  # m10 again: the eleventh publish's offset
+                assert reply["duplicate"] is True and reply["offset"] == offsets[10]
             else:
                 assert reply["duplicate"] is False
                 offsets.append(reply["offset"])
@@ -128,8 +134,7 @@ async def test_publishes_after_a_failed_batch_wait_for_its_retry(engine: Engine)
             {"type": "publish", "ch": "a", "data": 3, "id": "m3", "rid": 3},
             {"type": "publish", "ch": "a", "data": 4, "rid": 4},
         ]
-        for message in burst:
-            await writer.send_raw(json.dumps(message))
+        _burst(writer, burst)
         await _queued(running, 3)
         gated.gate.set()
         await writer.expect("ack", rid=1, offset=1)
@@ -159,8 +164,7 @@ async def test_reading_waits_when_the_queue_is_full(engine: Engine) -> None:
     async with run_hub(gated, rate_limit=None) as running:  # type: ignore[arg-type]
         writer = await running.client()
         total = limit + 50
-        for index in range(total):
-            await writer.send(type="publish", ch="a", data=index, rid=index)
+        _burst(writer, [{"type": "publish", "ch": "a", "data": i, "rid": i} for i in range(total)])
         # The hub stops reading at the limit: the rest stays in the socket, unread.
         await _queued(running, limit)
         (session,) = [s for s in running.hub._sessions if s.publishes is not None]
@@ -169,3 +173,14 @@ async def test_reading_waits_when_the_queue_is_full(engine: Engine) -> None:
         replies = [await writer.recv() for _ in range(total)]
         assert [reply["rid"] for reply in replies] == list(range(total))
         assert [reply["offset"] for reply in replies] == list(range(1, total + 1))
+
+
+async def test_a_close_after_a_burst_is_answered_after_its_acks(engine: Engine) -> None:
+    async with run_hub(engine) as running:
+        writer = await running.client()
+        _burst(writer, [{"type": "publish", "ch": "a", "data": i, "rid": i} for i in range(20)])
+        closing = asyncio.ensure_future(writer.ws.close())
+        acks = [await writer.recv() for _ in range(20)]
+        await asyncio.wait_for(closing, 5)
+        assert [ack["rid"] for ack in acks] == list(range(20))
+        assert [ack["offset"] for ack in acks] == list(range(1, 21))

@@ -360,6 +360,11 @@ class Connection(asyncio.Protocol):
         return self._messages.is_reading_paused
 
     @property
+    def pending_messages(self) -> int:
+        """Messages received and not read yet: what ``recv()`` returns without waiting."""
+        return len(self._messages)
+
+    @property
     def buffered_amount(self) -> int:
         """Bytes the network didn't take yet: the transport's write buffer.
 

@@ -604,6 +604,10 @@ class Hub:
                 if session.closing:
                     continue  # the close frame is on its way: read until it's answered
                 await self._receive(session, raw)
+                if session.publishes is not None and not ws.pending_messages:
+                    # Read ahead only what has arrived: waiting for more now would
+                    # answer a close that comes next before the publishes' replies.
+                    await self._pipeline_idle(session)
         except ConnectionClosed as exc:
             if is_keepalive_timeout(exc):
                 stats.keepalive_timeouts += 1
@@ -772,6 +776,11 @@ class Hub:
         finally:
             session.publishes = None
             self._wake_reader(session)
+
+    async def _pipeline_idle(self, session: Session) -> None:
+        """Wait until the connection's publishes are stored and answered."""
+        while session.publishes is not None and not session.closing:
+            await self._queue_drained(session)
 
     async def _queue_drained(self, session: Session) -> None:
         """Wait until the pipeline caught up with the queue (reading waits meanwhile)."""
