@@ -258,6 +258,12 @@ class AsgiLink:
 
     # --- Peer: receiving ---------------------------------------------------------------
 
+    @property
+    def pending_messages(self) -> int:
+        """Always 0: what the server holds for ``receive`` isn't visible, and nothing is
+        read ahead here, so the hub answers what it has before it reads more."""
+        return 0
+
     def __aiter__(self) -> AsyncIterator[Data]:
         """Messages until the client goes; a close other than 1000/1001 raises.
 

@@ -47,6 +47,10 @@ class Peer(Writable, Protocol):
         """The client's address, such as ``("127.0.0.1", 50000)``, or ``None``."""
 
     @property
+    def pending_messages(self) -> int:
+        """Messages received and not read yet: what the next read returns without waiting."""
+
+    @property
     def buffered_amount(self) -> int:
         """Bytes written and not yet handed to the network (or the ASGI server)."""
 
@@ -54,7 +58,8 @@ class Peer(Writable, Protocol):
         """:attr:`buffered_amount` plus what the kernel still holds, where known."""
 
     def acked_amount(self) -> int | None:
-        """Bytes the peer's TCP acknowledged; ``None`` where unknown."""
+        """Bytes the peer's TCP acknowledged (over ASGI: the server's ``send`` took);
+        ``None`` where unknown."""
 
     def limit_send_buffer(self, size: int) -> int | None:
         """Bound the kernel's send queue; ``None`` where that isn't possible."""
