@@ -261,9 +261,10 @@ def test_the_hub_in_fastapi_starts_and_delivers_under_each_asgi_server(
         assert metrics["subscribers"] == 10
         assert metrics["deliveries_per_s"] > 0
         assert result["memory"]["rss_after"] > 0
-    # The same hub messages whichever server carries them.
-    sizes = {results[0]["bytes_per_delivery"] for results in runs.values()}
-    assert len(sizes) == 1, sizes
+    # The same hub messages whichever server carries them (a digit more or less in the
+    # timestamps and sequence numbers).
+    sizes = [results[0]["bytes_per_delivery"] for results in runs.values()]
+    assert max(sizes) - min(sizes) <= 2, sizes
     markdown = (tmp_path / "hub.md").read_text()
     assert "against `openline serve`" in markdown
     assert "the hub in FastAPI: fastapi " in markdown
