@@ -28,7 +28,7 @@ async def test_a_broadcast_frame_of_any_length_is_queued_as_its_payload(size: in
     ws = link()
     assert Broadcast(b"x" * size, text=True).write(ws)
     assert ws.buffered_amount == size == ws.outgoing_amount()
-    assert ws.acked_amount() is None
+    assert ws.acked_amount() == 0  # nothing taken by the server's send yet
 
 
 @pytest.mark.parametrize(
@@ -132,3 +132,36 @@ async def test_a_close_stuck_behind_a_blocked_send_aborts() -> None:
     await ws.finish()
     # The queued message was dropped; the close went out as an abort's.
     assert send.sent == [{"type": "websocket.close", "code": 1013, "reason": "slow consumer"}]
+
+
+class StepSend:
+    """A server's send that takes one message each time the test allows it."""
+
+    def __init__(self) -> None:
+        self.allowed = asyncio.Semaphore(0)
+        self.taken = asyncio.Queue[Any]()
+
+    async def __call__(self, message: Any) -> None:
+        await self.allowed.acquire()
+        await self.taken.put(message)
+
+
+async def test_progress_is_what_the_server_took_though_the_queue_never_shrinks() -> None:
+    # A subscriber that reads everything while each broadcast refills its queue: the
+    # queue holds one message at every look, and only what the server took grows.
+    send = StepSend()
+    ws = AsgiLink(never, send, Request("/", Headers()), None)
+    ws.start()
+    Broadcast(b"m0", text=True).write(ws)
+    seen = [(ws.buffered_amount, ws.acked_amount())]
+    for index in range(1, 4):
+        Broadcast(b"m%d" % index, text=True).write(ws)
+        send.allowed.release()
+        taken = await asyncio.wait_for(send.taken.get(), 5)
+        assert taken == {"type": "websocket.send", "text": f"m{index - 1}"}
+        seen.append((ws.buffered_amount, ws.acked_amount()))
+    assert seen == [(2, 0), (2, 2), (2, 4), (2, 6)]
+    ws.abort()
+    for _ in range(10):
+        send.allowed.release()
+    await ws.finish()

@@ -65,3 +65,6 @@ async def test_the_hub_serves_the_claimed_connection() -> None:
     assert app.offered == 3
     assert len(app.claimed) == 2
     assert all(isinstance(connection, ServerConnection) for connection in app.claimed)
+    # What the hub says about it, without a watcher: both went the fast path.
+    assert hub.stats.asgi_paths == {"fast": 2}
+    assert hub.metrics()["asgi_paths.fast"] == 2

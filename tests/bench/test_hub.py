@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import pathlib
+from typing import Any
 
 import pytest
 
@@ -201,3 +202,71 @@ def test_smoke_run_measures_the_hub_and_its_peers(tmp_path: pathlib.Path) -> Non
     (tmp_path / "hub.md").unlink()
     assert main(["bench", "--report", str(tmp_path / "hub.json")]) == 0
     assert (tmp_path / "hub.md").read_text() == markdown
+
+
+def test_report_gives_the_cost_of_each_asgi_server_as_ratios_to_openline_serve() -> None:
+    def run(deliveries: float, in_time: float, p99: float, cpu_us: float, kb: float) -> Any:
+        return {
+            "groups": {
+                "all": {"deliveries_per_s": deliveries, "in_time_pct": in_time, "p99_ms": p99}
+            },
+            "cpu": {"server_cpu_pct": 50.0, "server_us_per_delivery": cpu_us},
+            "memory": {"kb_per_subscriber": kb},
+        }
+
+    runs = {
+        "openline": [run(50_000.0, 100.0, 20.0, 10.0, 4.0)],
+        "fastapi-uvicorn-openline": [run(45_000.0, 100.0, 30.0, 12.0, 6.0)],
+        "fastapi-hypercorn": [run(25_000.0, 50.0, 200.0, 40.0, 20.0)],
+    }
+    text = "\n".join(
+        hub_report._load_section({"runs": {"1000x50": runs}, "configurations": runs}, "1000x50")
+    )
+    fast = hub_report.CONFIGURATIONS["fastapi-uvicorn-openline"]
+    assert (
+        f"| {fast} | 0.90{TIMES} | 1.00{TIMES} | 1.50{TIMES} | 1.20{TIMES} | 1.50{TIMES} |" in text
+    )
+    hypercorn = hub_report.CONFIGURATIONS["fastapi-hypercorn"]
+    assert (
+        f"| {hypercorn} | 0.50{TIMES} | 0.50{TIMES} | 10.00{TIMES} | 4.00{TIMES} | 5.00{TIMES} |"
+        in text
+    )
+    # A server that wasn't run has no row.
+    assert hub_report.CONFIGURATIONS["fastapi-uvicorn"] not in text
+
+
+def test_the_hub_in_fastapi_starts_and_delivers_under_each_asgi_server(
+    tmp_path: pathlib.Path,
+) -> None:
+    pytest.importorskip("uvloop", reason="the servers run on uvloop")
+    names = ["openline", *hub_report.ASGI_CONFIGURATIONS]
+    for name in names:
+        assert hubpeers.unavailable(name) is None, name
+    options = hubpeers.Options(
+        subscribers=10,
+        rate=10.0,
+        quick=True,
+        window=0.3,
+        warmup=0.1,
+        output=str(tmp_path),
+        configurations=names,
+    )
+    document = hubpeers.run(options, io.StringIO())
+    runs = document["runs"]["10x10"]
+    assert list(runs) == names
+    for name, results in runs.items():
+        (result,) = results
+        assert result is not None and "error" not in result, (name, result)
+        metrics = result["groups"]["all"]
+        assert metrics["subscribers"] == 10
+        assert metrics["deliveries_per_s"] > 0
+        assert result["memory"]["rss_after"] > 0
+    # The same hub messages whichever server carries them (a digit more or less in the
+    # timestamps and sequence numbers).
+    sizes = [results[0]["bytes_per_delivery"] for results in runs.values()]
+    assert max(sizes) - min(sizes) <= 2, sizes
+    markdown = (tmp_path / "hub.md").read_text()
+    assert "against `openline serve`" in markdown
+    assert "the hub in FastAPI: fastapi " in markdown
+    for name in hub_report.ASGI_CONFIGURATIONS:
+        assert f"| {hub_report.CONFIGURATIONS[name]} | " in markdown

@@ -14,12 +14,15 @@ from typing import Any
 from .report import DASH, TIMES, format_number
 from .stats import median
 
-__all__ = ["CONFIGURATIONS", "TARGETS", "markdown", "summarize", "write"]
+__all__ = ["ASGI_CONFIGURATIONS", "CONFIGURATIONS", "TARGETS", "markdown", "summarize", "write"]
 
 #: Every configuration, in the order of the report.
 CONFIGURATIONS = {
     "openline": "openline hub, 1 node (memory engine)",
     "openline-compact": "openline hub, 1 node, compact envelope (prototype)",
+    "fastapi-uvicorn-openline": "openline hub in FastAPI, uvicorn + openline's engine (fast path)",
+    "fastapi-uvicorn": "openline hub in FastAPI, uvicorn + its default engine (plain path)",
+    "fastapi-hypercorn": "openline hub in FastAPI, hypercorn (plain path)",
     "python-socketio": "python-socketio 1 node (ASGI, uvicorn)",
     "socketio-node": "Socket.IO on Node, 1 node",
     "openline-redis": "openline hub, 2 nodes + Redis",
@@ -32,6 +35,13 @@ _PAIRS = {
     "socketio-node": "openline",
     "python-socketio-redis": "openline-redis",
     "socketio-node-redis": "openline-redis",
+}
+#: The hub mounted in FastAPI under each ASGI server (hubnode's ``server``), by configuration;
+#: each is compared with the hub under ``openline serve`` (``openline``).
+ASGI_CONFIGURATIONS = {
+    "fastapi-uvicorn-openline": "uvicorn-openline",
+    "fastapi-uvicorn": "uvicorn",
+    "fastapi-hypercorn": "hypercorn",
 }
 #: The issue's targets: ≥ 95 % within 100 ms at 5,000 x 50/s; ≥ 2x Socket.IO/Node's
 #: deliveries per server core; ≤ 4 KB per subscribed connection.
@@ -183,7 +193,36 @@ def _load_section(document: dict[str, Any], key: str) -> list[str]:
         header = ["comparison (> 1: the first is better)", "deliveries/s"]
         header += ["per server core", "CPU per delivery", "memory per subscriber", "bytes"]
         lines += ["", *_table(header, comparisons)]
+    lines += _asgi_costs(runs)
     return lines
+
+
+def _asgi_costs(runs: dict[str, list[dict[str, Any] | None]]) -> list[str]:
+    """The hub in FastAPI under each server, as ratios to the hub under ``openline serve``."""
+    rows = []
+    for name in ASGI_CONFIGURATIONS:
+        if name not in runs or "openline" not in runs:
+            continue
+        rows.append(
+            [
+                CONFIGURATIONS[name],
+                *(
+                    _times(_ratio(runs, name, "openline", metric))
+                    for metric in (
+                        "deliveries_per_s",
+                        "in_time_pct",
+                        "p99_ms",
+                        "server_us_per_delivery",
+                        "kb_per_subscriber",
+                    )
+                ),
+            ]
+        )
+    if not rows:
+        return []
+    header = ["the hub in FastAPI, against `openline serve` (its value / serve's)", "deliveries/s"]
+    header += ["% in time", "p99", "server CPU per delivery", "memory per subscriber"]
+    return ["", *_table(header, rows)]
 
 
 def _targets(document: dict[str, Any]) -> list[str]:

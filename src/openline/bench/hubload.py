@@ -161,6 +161,8 @@ class Dialect:
 #: The dialects by name.
 DIALECTS = {
     "openline": Dialect("openline", "/", b'{"type":"message"', b"}}"),
+    # The hub mounted at /hub in a FastAPI app (hubnode's ASGI servers).
+    "mounted": Dialect("openline", "/hub/", b'{"type":"message"', b"}}"),
     "compact": Dialect("compact", "/", b'["' + CHANNEL.encode() + b'",', b"}]"),
     "socketio": Dialect("socketio", "/socket.io/?EIO=4&transport=websocket", b'42["msg",', b"}]"),
 }

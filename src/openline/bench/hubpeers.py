@@ -5,6 +5,11 @@ One room, ``N`` subscribers, one publisher at ``R`` messages per second, on:
 * ``openline``: one hub node, memory engine (:mod:`.hubnode`);
 * ``openline-compact``: the same with the compact envelope prototype
   (measurement only: what ``type``, ``epoch`` and the keys cost per delivery);
+* ``fastapi-uvicorn-openline``, ``fastapi-uvicorn``, ``fastapi-hypercorn``:
+  the same hub mounted in a FastAPI app (``hub.asgi()`` at ``/hub``) under
+  uvicorn with openline's engine (the fast path), uvicorn with its default
+  engine and hypercorn (the plain path), each reported as a ratio to the hub
+  under ``openline serve``;
 * ``python-socketio``: ``socketio.AsyncServer`` as an ASGI app under uvicorn
   (:mod:`.sionode`);
 * ``socketio-node``: Socket.IO on Node (``bench/node/sio_server.mjs``; ``make
@@ -44,7 +49,7 @@ import time
 from typing import Any, TextIO
 
 from .cluster import ClusterChildren, RunFailed
-from .hub_report import CONFIGURATIONS, write
+from .hub_report import ASGI_CONFIGURATIONS, CONFIGURATIONS, write
 from .redis_server import RedisServer
 from .report import format_number
 from .runner import Children, Interrupted, Progress, _Interrupt, _tail
@@ -134,8 +139,24 @@ class Options:
         return resolved
 
 
+def asgi_available(name: str) -> str | None:
+    """Why the hub can't be served in FastAPI for configuration ``name``; ``None`` when it can."""
+    import importlib.util
+
+    modules = ["fastapi", "uvloop"]
+    modules += ["hypercorn"] if name == "fastapi-hypercorn" else ["uvicorn"]
+    if name == "fastapi-uvicorn":
+        modules.append("websockets")
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (pip install 'openline[bench]')"
+    return None
+
+
 def unavailable(name: str) -> str | None:
     """Why configuration ``name`` can't run here; ``None`` when it can."""
+    if name in ASGI_CONFIGURATIONS:
+        return asgi_available(name)
     if name.startswith("socketio-node"):
         return node_available()
     if name.startswith("python-socketio"):
@@ -215,6 +236,7 @@ async def _start_servers(
             config = {
                 "engine": "redis" if count == 2 else "memory",
                 "envelope": "compact" if name == "openline-compact" else "standard",
+                "server": ASGI_CONFIGURATIONS.get(name, "serve"),
                 **shared,
                 **base,
             }
@@ -290,6 +312,8 @@ async def _run_one(
             dialect = "socketio"
         elif name == "openline-compact":
             dialect = "compact"
+        elif name in ASGI_CONFIGURATIONS:
+            dialect = "mounted"
         config = {
             "scenario": scenario.to_json(),
             "port": ports[0],
@@ -401,12 +425,27 @@ def _summary(result: dict[str, Any]) -> str:
     )
 
 
+def _asgi_versions() -> str:
+    """The versions of what serves the hub in FastAPI, as one line."""
+    from importlib import metadata
+
+    found = []
+    for package in ("fastapi", "starlette", "uvicorn", "hypercorn", "websockets", "wsproto"):
+        try:
+            found.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{package} not installed")
+    return ", ".join(found)
+
+
 def _document(
     plan: Plan, started: dict[str, Any], results: dict[str, dict[str, list[dict[str, Any] | None]]]
 ) -> dict[str, Any]:
     options = plan.options
     notes = list(plan.notes)
     notes += [f"{name}: skipped: {why}" for name, why in plan.skipped.items()]
+    if any(name in ASGI_CONFIGURATIONS for name in plan.configurations):
+        notes.append(f"the hub in FastAPI: {_asgi_versions()}")
     for key, by_name in results.items():
         for name, runs in by_name.items():
             for repetition, run in enumerate(runs, 1):

@@ -174,8 +174,11 @@ class HubApp:
         await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         extension = scope.get("extensions", {}).get(CONNECTION_EXTENSION)
         if extension is not None:
-            await self.hub.handle(extension["claim"](), verdict)
+            connection = extension["claim"]()
+            self.hub.stats.asgi_paths["fast"] += 1
+            await self.hub.handle(connection, verdict)
             return
+        self.hub.stats.asgi_paths["plain"] += 1
         link = AsgiLink(receive, send, request, _client(scope), write_limit=self.write_limit)
         link.start()
         try:

@@ -104,10 +104,15 @@ class Metrics:
         keepalive_timeouts: Connections failed with 1011 because a keepalive
             ping went unanswered for ``ping_timeout``.
         errors: ``error`` replies sent, by code.
+        asgi_paths: Connections the hub's ASGI app (``hub.asgi()``) accepted,
+            by the path that served them: ``fast`` (the server's engine is
+            openline's and the app claimed its ``ServerConnection``) or
+            ``plain`` (ASGI messages through an ``AsgiLink``).
     """
 
     __slots__ = (
         "abuse_closes",
+        "asgi_paths",
         "bytes_in",
         "bytes_out",
         "connections",
@@ -144,9 +149,11 @@ class Metrics:
         self.abuse_closes = 0
         self.keepalive_timeouts = 0
         self.errors: collections.Counter[str] = collections.Counter()
+        self.asgi_paths: collections.Counter[str] = collections.Counter()
 
     def as_dict(self) -> dict[str, int]:
-        """Return every counter; error counts appear as ``errors.<code>``."""
+        """Return every counter; error counts appear as ``errors.<code>``, ASGI paths as
+        ``asgi_paths.<path>`` once one was taken."""
         counters = {
             "connections": self.connections,
             "connections_total": self.connections_total,
@@ -166,4 +173,6 @@ class Metrics:
             counters[f"handshakes.{result}"] = count
         for code, count in sorted(self.errors.items()):
             counters[f"errors.{code}"] = count
+        for path, count in sorted(self.asgi_paths.items()):
+            counters[f"asgi_paths.{path}"] = count
         return counters

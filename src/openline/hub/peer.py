@@ -58,7 +58,8 @@ class Peer(Writable, Protocol):
         """:attr:`buffered_amount` plus what the kernel still holds, where known."""
 
     def acked_amount(self) -> int | None:
-        """Bytes the peer's TCP acknowledged; ``None`` where unknown."""
+        """Bytes the peer's TCP acknowledged (over ASGI: the server's ``send`` took);
+        ``None`` where unknown."""
 
     def limit_send_buffer(self, size: int) -> int | None:
         """Bound the kernel's send queue; ``None`` where that isn't possible."""
