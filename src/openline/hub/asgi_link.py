@@ -195,15 +195,6 @@ class AsgiLink:
         return self._state is _State.OPEN
 
     @property
-    def pending_messages(self) -> int:
-        """0: messages are taken from the server's ``receive`` one at a time.
-
-        So the hub doesn't read ahead of the publishes it is storing on this path:
-        their replies go out before the next message is read.
-        """
-        return 0
-
-    @property
     def buffered_amount(self) -> int:
         """Bytes queued here and not yet taken by the server's ``send``."""
         return self._queued
