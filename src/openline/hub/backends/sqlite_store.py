@@ -61,11 +61,13 @@ CREATE INDEX IF NOT EXISTS ids_by_offset ON ids (ch, msg_offset);
 
 # Delete the prefix of a channel's rows older than a time: everything before the
 # first row still young enough (or every row, when none is).
+# Named parameters: Python 3.12 deprecates numbered ones (?1) bound from a sequence, and
+# 3.14 refuses them.
 _TRIM_BY_TIME = """
-DELETE FROM {table} WHERE ch = ?1 AND msg_offset < coalesce(
-    (SELECT msg_offset FROM {table} WHERE ch = ?1 AND stored > ?2
+DELETE FROM {table} WHERE ch = :ch AND msg_offset < coalesce(
+    (SELECT msg_offset FROM {table} WHERE ch = :ch AND stored > :before
      ORDER BY msg_offset LIMIT 1),
-    ?3)
+    :end)
 """
 
 Windows = tuple[int | None, float | None, int | None, float | None]
@@ -292,7 +294,10 @@ class Store:
                     (ch, last - size),
                 )
             if ttl is not None:
-                db.execute(_TRIM_BY_TIME.format(table=table), (ch, now - ttl, last + 1))
+                db.execute(
+                    _TRIM_BY_TIME.format(table=table),
+                    {"ch": ch, "before": now - ttl, "end": last + 1},
+                )
 
     def _is_forgettable(self, db: sqlite3.Connection, ch: str, touched: float, now: float) -> bool:
         if self._channel_ttl is None or now - touched < self._channel_ttl:
