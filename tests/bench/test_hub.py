@@ -194,7 +194,9 @@ def test_smoke_run_measures_the_hub_and_its_peers(tmp_path: pathlib.Path) -> Non
         assert result["bytes_per_delivery"] > 0
     sizes = {name: results[0]["bytes_per_delivery"] for name, results in runs.items()}
     assert sizes["openline-compact"] < sizes["openline"]
-    assert sizes["socketio-node"] == sizes["python-socketio"]  # the same 42["msg",...] frames
+    # The same 42["msg",...] frames; their numbers (sequence, send time) may differ by a
+    # digit between two runs, so a byte or two per delivery.
+    assert abs(sizes["socketio-node"] - sizes["python-socketio"]) <= 2
     markdown = (tmp_path / "hub.md").read_text()
     assert "| openline vs socketio-node |" in markdown
     assert json.loads((tmp_path / "hub.json").read_text()) == document

@@ -174,6 +174,37 @@ class ClusterChildren(Children):
         server.close()
         self.redis.discard(server)
 
+    async def run_generator(
+        self, config: dict[str, Any], logs: pathlib.Path, name: str, budget: float
+    ) -> dict[str, Any]:
+        """Run :mod:`.hubload` with ``config`` for configuration ``name``; its result.
+
+        The result is the generator's last line of JSON, or ``{"error": ...}`` when it
+        timed out after ``budget`` seconds, printed nothing, or reported an error (then
+        with the tails of the run's logs in ``logs``). The generator is stopped either way.
+        """
+        log_path = logs / f"{name}.generator.log"
+        with open(log_path, "w") as log:
+            generator = await self.start(
+                "-m", "openline.bench.hubload", json.dumps(config), log=log
+            )
+        try:
+            try:
+                output, _ = await asyncio.wait_for(generator.communicate(), budget)
+            except asyncio.TimeoutError:
+                return {"error": f"timed out after {budget:.0f} s"}
+        finally:
+            await self.stop(generator)
+        lines = output.decode(errors="replace").strip().splitlines()
+        if not lines:
+            return {"error": f"the generator failed: {_tail(log_path) or 'no output'}"}
+        result: dict[str, Any] = json.loads(lines[-1])
+        if "error" in result:
+            tails = [f"{p.stem}: {t}" for p in logs.glob(f"{name}.*.log") if (t := _tail(p))]
+            if tails:
+                result["error"] += f" ({'; '.join(tails)})"
+        return result
+
     def kill_all(self) -> None:
         super().kill_all()
         for server in self.redis:
@@ -257,7 +288,6 @@ async def _run_one(
     setup_timeout = 20.0 if options.quick else 60.0
     started: list[asyncio.subprocess.Process] = []
     redis: list[RedisServer] = []
-    generator = None
     try:
         ports, pids = await _start_servers(plan, children, name, logs, started, redis)
         scenario = Scenario(
@@ -279,33 +309,10 @@ async def _run_one(
             "setup_timeout": setup_timeout,
         }
         budget = 2 * setup_timeout + options.warmup + options.window + 60
-        log_path = logs / f"{name}.generator.log"
-        with open(log_path, "w") as log:
-            generator = await children.start(
-                "-m", "openline.bench.hubload", json.dumps(generator_config), log=log
-            )
-        try:
-            output, _ = await asyncio.wait_for(generator.communicate(), budget)
-        except asyncio.TimeoutError:
-            return {"error": f"timed out after {budget:.0f} s"}
-        lines = output.decode(errors="replace").strip().splitlines()
-        if not lines:
-            return {"error": f"the generator failed: {_tail(log_path) or 'no output'}"}
-        result: dict[str, Any] = json.loads(lines[-1])
-        if "error" in result:
-            tails = [
-                f"{path.stem}: {tail}"
-                for path in logs.glob(f"{name}.*.log")
-                if (tail := _tail(path))
-            ]
-            if tails:
-                result["error"] += f" ({'; '.join(tails)})"
-        return result
+        return await children.run_generator(generator_config, logs, name, budget)
     except RunFailed as exc:
         return {"error": str(exc)}
     finally:
-        if generator is not None:
-            await children.stop(generator)
         for process in started:
             await children.stop(process)
         for server in redis:

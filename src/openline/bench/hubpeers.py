@@ -303,7 +303,6 @@ async def _run_one(
         }
     started: list[asyncio.subprocess.Process] = []
     redis: list[RedisServer] = []
-    generator = None
     try:
         ports, pids = await _start_servers(plan, children, name, logs, started, redis, open_files)
         scenario = Scenario("hub", "fanout", name, 0, subscribers, 1, rate, False)
@@ -332,29 +331,10 @@ async def _run_one(
             "setup_timeout": setup_timeout,
         }
         budget = 2 * setup_timeout + options.warmup + options.window + 60
-        log_path = logs / f"{name}.generator.log"
-        with open(log_path, "w") as log:
-            generator = await children.start(
-                "-m", "openline.bench.hubload", json.dumps(config), log=log
-            )
-        try:
-            output, _ = await asyncio.wait_for(generator.communicate(), budget)
-        except asyncio.TimeoutError:
-            return {"error": f"timed out after {budget:.0f} s"}
-        lines = output.decode(errors="replace").strip().splitlines()
-        if not lines:
-            return {"error": f"the generator failed: {_tail(log_path) or 'no output'}"}
-        result: dict[str, Any] = json.loads(lines[-1])
-        if "error" in result:
-            tails = [f"{p.stem}: {t}" for p in logs.glob(f"{name}.*.log") if (t := _tail(p))]
-            if tails:
-                result["error"] += f" ({'; '.join(tails)})"
-        return result
+        return await children.run_generator(config, logs, name, budget)
     except RunFailed as exc:
         return {"error": str(exc)}
     finally:
-        if generator is not None:
-            await children.stop(generator)
         for process in started:
             await children.stop(process)
         for server in redis:
