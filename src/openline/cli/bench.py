@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .options import EXIT_OK, UsageError
 
@@ -94,11 +95,7 @@ def _run_cluster_bench(args: argparse.Namespace) -> int:
         server_cpu=args.server_cpu,
         client_cpu=args.client_cpu,
     )
-    try:
-        run(options)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return EXIT_OK
+    return _run(run, options)
 
 
 def _run_hub_bench(args: argparse.Namespace) -> int:
@@ -117,11 +114,7 @@ def _run_hub_bench(args: argparse.Namespace) -> int:
         client_cpu=args.client_cpu,
         configurations=args.hub_configurations,
     )
-    try:
-        run(options)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return EXIT_OK
+    return _run(run, options)
 
 
 def _run_soak_bench(args: argparse.Namespace) -> int:
@@ -134,11 +127,7 @@ def _run_soak_bench(args: argparse.Namespace) -> int:
         server_cpu=args.server_cpu,
         client_cpu=args.client_cpu,
     )
-    try:
-        run(options)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return EXIT_OK
+    return _run(run, options)
 
 
 def _list_bench() -> int:
@@ -180,4 +169,13 @@ def _redraw_bench(args: argparse.Namespace) -> int:
         return EXIT_OK
     for path in report.write(document, output, chart=not args.no_chart):
         print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _run(run: Callable[[Any], object], options: object) -> int:
+    """Run a benchmark with its options; a value it refuses is a usage error (exit 2)."""
+    try:
+        run(options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     return EXIT_OK
