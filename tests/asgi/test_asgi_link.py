@@ -31,6 +31,15 @@ async def test_a_broadcast_frame_of_any_length_is_queued_as_its_payload(size: in
     assert ws.acked_amount() == 0  # nothing taken by the server's send yet
 
 
+async def test_write_shared_queues_the_payload_and_returns_what_is_queued() -> None:
+    ws = link()
+    frame = Broadcast(b"shared", text=True).frame
+    assert ws.write_shared(frame) == 6
+    assert ws.write_shared(frame) == 12 == ws.buffered_amount
+    ws.abort()
+    assert ws.write_shared(frame) == -1
+
+
 @pytest.mark.parametrize(
     "frame",
     [

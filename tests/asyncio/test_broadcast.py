@@ -164,3 +164,70 @@ async def test_buffered_amount_grows_when_the_peer_stops_reading() -> None:
             assert prepared.write(joined[0])
         assert buffered_amount(joined[0]) > 0
         client._transport.abort()
+
+
+async def test_write_shared_writes_a_plain_frame_once_per_turn_and_reports_the_buffer() -> None:
+    joined = Joined()
+
+    async def handler(ws: ServerConnection) -> None:
+        joined.append(ws)
+        async for _ in ws:  # read, so that the client's close is answered
+            pass
+
+    async with run_server(handler, compression=None) as server:
+        client = await connect(url_of(server), compression=None)
+        await collect(joined, 1)
+        ws = joined[0]
+        first, second = Broadcast("one").frame, Broadcast("two").frame
+        # Both corked in this turn: nothing is in the transport's buffer yet.
+        assert ws.write_shared(first) == 0
+        assert ws.write_shared(second) == 0
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "one"
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "two"
+        # A frame past the write limit goes to the transport at once.
+        client._transport.pause_reading()
+        big = Broadcast("x" * 65536).frame
+        while (buffered := ws.write_shared(big)) == 0:
+            pass
+        assert buffered == ws.buffered_amount > 0
+        # The kernel's queue is full: written straight through, the buffer grows.
+        assert ws.write_shared(first) == buffered + len(first)
+        client._transport.abort()
+        await ws.wait_closed()
+        assert ws.write_shared(first) == -1
+
+
+async def test_write_shared_leaves_compressed_and_fragmented_connections_to_the_caller() -> None:
+    joined = Joined()
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def handler(ws: ServerConnection) -> None:
+        joined.append(ws)
+        async for _ in ws:  # read, so that the client's close is answered
+            pass
+
+    async def fragments() -> AsyncIterator[str]:
+        yield "frag"
+        started.set()
+        await release.wait()
+        yield "ment"
+
+    async with run_server(handler, compression="deflate") as server:
+        deflated = await connect(url_of(server), compression="deflate")
+        plain = await connect(url_of(server), compression=None)
+        await collect(joined, 2)
+        by_extensions = {bool(ws.extensions): ws for ws in joined}
+        frame = Broadcast("shared").frame
+        assert by_extensions[True].write_shared(frame) == -1
+        ws = by_extensions[False]
+        sending = asyncio.create_task(ws.send(fragments()))
+        await asyncio.wait_for(started.wait(), TIMEOUT)
+        assert ws.write_shared(frame) == -1  # can't interleave with the fragments
+        release.set()
+        await sending
+        assert ws.write_shared(frame) == 0
+        assert await asyncio.wait_for(plain.recv(), TIMEOUT) == "fragment"
+        assert await asyncio.wait_for(plain.recv(), TIMEOUT) == "shared"
+        await deflated.close()
+        await plain.close()

@@ -589,3 +589,42 @@ async def test_async_for_needs_no_async_generator() -> None:
             break
         await ws.send("two")
         assert await anext(ws) == "two"
+
+
+# --- wait_closed ----------------------------------------------------------------------
+
+
+async def test_wait_closed_wakes_every_waiter_and_a_cancelled_wait_is_forgotten() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        async for _ in ws:
+            pass
+
+    async with run_server(handler) as server:
+        ws = await connect(url_of(server))
+        first, second = ws.wait_closed(), ws.wait_closed()
+        # Given up with a timeout: the others keep waiting, and it isn't kept.
+        for _ in range(3):
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(ws.wait_closed(), MS)
+        third = ws.wait_closed()
+        assert isinstance(ws._closed_waiter, list) and len(ws._closed_waiter) == 3
+        await ws.close()
+        await asyncio.wait_for(asyncio.gather(first, second, third), TIMEOUT)
+        assert ws._closed_waiter is None
+        # After the end, it returns at once.
+        await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+
+
+async def test_a_single_wait_closed_given_up_is_replaced_by_the_next() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        async for _ in ws:
+            pass
+
+    async with run_server(handler) as server:
+        ws = await connect(url_of(server))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ws.wait_closed(), MS)
+        waiting = ws.wait_closed()
+        assert ws._closed_waiter is waiting
+        await ws.close()
+        await asyncio.wait_for(waiting, TIMEOUT)

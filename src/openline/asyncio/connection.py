@@ -90,6 +90,10 @@ _BYTES_LIKE = (bytes, bytearray, memoryview)
 _DATA_LIKE = (str, bytes, bytearray, memoryview)
 
 
+#: Corked frames up to this many bytes in all are joined before writing.
+_JOIN_BELOW = 16384
+
+
 class Connection(asyncio.Protocol):
     """One WebSocket connection, either side, on top of an asyncio transport.
 
@@ -155,7 +159,8 @@ class Connection(asyncio.Protocol):
         self._keepalive: Keepalive | None = None
         self._close_armed = False
         self._lost = False
-        self._closed_waiter: asyncio.Future[None] | None = None
+        # wait_closed()'s futures: one, or a list when several wait at once.
+        self._closed_waiter: asyncio.Future[None] | list[asyncio.Future[None]] | None = None
         self._id: uuid.UUID | None = None
         # The handshake messages, as bytes: a parsed request with its Headers costs
         # about ten times more, on every idle connection. See the properties.
@@ -413,6 +418,47 @@ class Connection(asyncio.Protocol):
             return
         self._write([frame])
 
+    def write_shared(self, frame: bytes) -> int:
+        """Write a frame that many connections share, if this one can take it as is.
+
+        The hub's fan-out calls this once per subscriber and delivery, so it does
+        in one call what :attr:`is_writable`, :attr:`extensions`,
+        :meth:`write_frame_nowait` and :attr:`buffered_amount` would do in four.
+
+        Returns:
+            ``-1`` when nothing was written: the connection isn't writable, or it
+            negotiated extensions (the caller encodes for them, see
+            :class:`~openline.asyncio.broadcast.Broadcast`). Otherwise the bytes
+            the transport holds unsent after the write, as
+            :attr:`buffered_amount`: 0 while the reader keeps up.
+        """
+        core = self._core
+        if core is None or core.state is not _OPEN or self._lost or core.extensions:
+            return -1
+        lock = self._send_lock
+        if lock is not None and lock.locked():
+            return -1
+        transport = self._transport
+        corked = self._corked
+        if corked is None:
+            buffered = transport.get_write_buffer_size()
+            if buffered:
+                # The kernel's queue is full: the transport only appends (see
+                # write_frame_nowait).
+                transport.write(frame)
+                return transport.get_write_buffer_size()
+            self._corked = [frame]
+            size = self._corked_size = len(frame)
+            cork_for(self._loop).add(self)
+        else:
+            corked.append(frame)
+            size = self._corked_size = self._corked_size + len(frame)
+        if size < self._settings.write_high:
+            return transport.get_write_buffer_size() if corked is not None else 0
+        # Past the write limit: let flow control see it now (as _write does).
+        self._uncork()
+        return transport.get_write_buffer_size()
+
     def send_payload_nowait(self, payload: bytes, *, text: bool) -> None:
         """Encode and write one message through this connection's extensions.
 
@@ -628,15 +674,28 @@ class Connection(asyncio.Protocol):
             self._flush(core)
         await self.wait_closed()
 
-    async def wait_closed(self) -> None:
-        """Wait until the TCP connection is closed."""
+    def wait_closed(self) -> Awaitable[None]:
+        """Wait until the TCP connection is closed: ``await ws.wait_closed()``.
+
+        Each call gets a future of its own, so cancelling one wait (a timeout)
+        leaves the others waiting. Not a coroutine: a handler that only waits
+        for its connection's end (the low-level API's) costs one future, not a
+        coroutine frame and a shield, on every idle connection.
+        """
+        future = self._loop.create_future()
         if self._lost:
-            return
-        waiter = self._closed_waiter
-        if waiter is None:
-            waiter = self._closed_waiter = self._loop.create_future()
-        # Shielded: one caller's cancellation mustn't cancel everyone's wait.
-        await asyncio.shield(waiter)
+            future.set_result(None)
+            return future
+        waiters = self._closed_waiter
+        if waiters is None or (not isinstance(waiters, list) and waiters.done()):
+            self._closed_waiter = future
+        elif isinstance(waiters, list):
+            # Forget the waits given up (cancelled): the list holds only live ones.
+            waiters[:] = [waiter for waiter in waiters if not waiter.done()]
+            waiters.append(future)
+        else:
+            self._closed_waiter = [waiters, future]
+        return future
 
     # --- asyncio.Protocol --------------------------------------------------------------
 
@@ -702,9 +761,12 @@ class Connection(asyncio.Protocol):
         # open and warns when collected: close it explicitly (a no-op elsewhere).
         if not self._transport.is_closing():
             self._transport.close()
-        waiter = self._closed_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        waiters = self._closed_waiter
+        if waiters is not None:
+            self._closed_waiter = None
+            for waiter in waiters if isinstance(waiters, list) else (waiters,):
+                if not waiter.done():
+                    waiter.set_result(None)
         if self._settings.debug:
             self._settings.logger.debug("connection closed: %s", self._describe_close(exc))
 
@@ -907,12 +969,17 @@ class Connection(asyncio.Protocol):
         corked = self._corked
         if corked is None:
             return
+        size = self._corked_size
         self._corked = None
         self._corked_size = 0
         if self._lost:
             return
         if len(corked) == 1:
             self._transport.write(corked[0])
+        elif size <= _JOIN_BELOW:
+            # Small frames (a fan-out's, a burst of answers): copying them into
+            # one bytes costs less than the transport's writelines per chunk.
+            self._transport.write(b"".join(corked))
         else:
             writelines(self._transport, corked)
 

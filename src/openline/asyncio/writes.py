@@ -55,11 +55,22 @@ class Cork:
 _CORKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Cork] = weakref.WeakKeyDictionary()
 
 
+# The cork asked for last: almost always the one asked for next (one loop per
+# thread, usually one in all), and a global is cheaper than the weak mapping,
+# which this lookup is on the path of every corked write.
+_last: Cork | None = None
+
+
 def cork_for(loop: asyncio.AbstractEventLoop) -> Cork:
     """Return the cork of ``loop``, made on first use."""
+    global _last
+    cork = _last
+    if cork is not None and cork._loop is loop:
+        return cork
     cork = _CORKS.get(loop)
     if cork is None:
         cork = _CORKS[loop] = Cork(loop)
+    _last = cork
     return cork
 
 

@@ -229,6 +229,18 @@ class AsgiLink:
         payload, text = _unframe(frame)
         self._enqueue(payload, text)
 
+    def write_shared(self, frame: bytes) -> int:
+        """Queue a shared frame's message if the connection is open (see :class:`Peer`).
+
+        Returns:
+            ``-1`` when the connection isn't open, otherwise :attr:`buffered_amount`.
+        """
+        if self._state is not _State.OPEN:
+            return -1
+        payload, text = _unframe(frame)
+        self._enqueue(payload, text)
+        return self._queued
+
     def send_payload_nowait(self, payload: bytes, *, text: bool) -> None:
         """Queue one message; ``text`` payloads must be valid UTF-8.
 

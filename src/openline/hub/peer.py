@@ -54,6 +54,13 @@ class Peer(Writable, Protocol):
     def buffered_amount(self) -> int:
         """Bytes written and not yet handed to the network (or the ASGI server)."""
 
+    def write_shared(self, frame: bytes) -> int:
+        """Write a frame many peers share if this one takes it as is (no extensions).
+
+        Returns ``-1`` when nothing was written (not writable, or extensions to
+        encode for), otherwise :attr:`buffered_amount` after the write.
+        """
+
     def outgoing_amount(self) -> int:
         """:attr:`buffered_amount` plus what the kernel still holds, where known."""
 
