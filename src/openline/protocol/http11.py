@@ -434,7 +434,23 @@ def parse_request(
     if len(buf) < size + length:
         return None
     body = bytes(buf[size : size + length])
-    return Request(target, headers, method, body), size + length
+    # The request line's expression already checked what Request() checks.
+    return _parsed_request(target, headers, method, body), size + length
+
+
+def _parsed_request(path: str, headers: Headers, method: str, body: bytes) -> Request:
+    """A :class:`Request` whose method and target the parser has checked.
+
+    Skips ``__post_init__``'s checks, which the request line's expression made
+    already: it is on the path of every opening handshake.
+    """
+    request = object.__new__(Request)
+    set_field = object.__setattr__  # the dataclass is frozen
+    set_field(request, "path", path)
+    set_field(request, "headers", headers)
+    set_field(request, "method", method)
+    set_field(request, "body", body)
+    return request
 
 
 def _request_body_length(method: str, headers: Headers, max_body: int | None) -> int:
@@ -578,11 +594,15 @@ def _split_head(
         raise SecurityError(
             f"{what} line of {at_least}{len(long_line)} bytes exceeds max_line of {max_line} bytes"
         )
-    for line in lines:
-        # RFC 9112, section 2.2 lets a recipient accept a bare LF; we don't, and a
-        # bare CR MUST be rejected or replaced.
-        if b"\r" in line or b"\n" in line:
-            raise InvalidMessage(f"bare CR or LF in {what} line: {_shorten(line)}")
+    # RFC 9112, section 2.2 lets a recipient accept a bare LF; we don't, and a
+    # bare CR MUST be rejected or replaced. The lines came from splitting at
+    # CRLF, so any CR or LF left is a bare one: counted in C over the whole head,
+    # and only a refusal looks for the line to name.
+    if any(b"\r" in line or b"\n" in line for line in lines) if not complete else (
+        buf.count(b"\r", 0, end) != len(lines) - 1 or buf.count(b"\n", 0, end) != len(lines) - 1
+    ):
+        bare = next(line for line in lines if b"\r" in line or b"\n" in line)
+        raise InvalidMessage(f"bare CR or LF in {what} line: {_shorten(bare)}")
     return (lines, size) if complete else None
 
 
