@@ -267,7 +267,9 @@ class ServerConnection(Connection):
         # A shared name: the default ("Task-<n>", a new string per task) costs
         # about 60 bytes on every connection. set_name() can still change it.
         task = self._task = self._loop.create_task(coroutine, name=_HANDLER_TASK_NAME)
-        server._tasks.add(task)
+        # Not in server._tasks while the connection lives (the server finds it
+        # through its connections): one set entry less per idle connection.
+        # _forget() adds it if the handler outlives the connection.
         # The callback needs no context of its own: share one rather than copy
         # the current context for every connection.
         task.add_done_callback(self._handler_done, context=_CALLBACK_CONTEXT)
@@ -541,6 +543,10 @@ class Server:
     def _forget(self, connection: ServerConnection) -> None:
         self._protocols.discard(connection)
         self.connections.discard(connection)
+        task = connection._task
+        if task is not None and not task.done():
+            # The handler outlives its connection: shutdown still waits for it.
+            self._tasks.add(task)
         drained = self._drained
         if drained is None or drained.done():
             return
@@ -572,8 +578,10 @@ class Server:
                     connection._transport.abort()
                 # Let connection_lost run and wake the handlers before judging them.
                 await asyncio.sleep(0)
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=_remaining(loop, deadline))
+        tasks = set(self._tasks)
+        tasks.update(c._task for c in self._live() if c._task is not None and not c._task.done())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=_remaining(loop, deadline))
             for task in pending:
                 task.cancel()
             if pending:
