@@ -107,7 +107,9 @@ class Session:
         self.scope = scope
         self.identity = identity
         self.user = identity.user
-        self.client = str(ws.id)
+        client = str(ws.id)
+        # A guest's user id is its connection's id: keep one string for both.
+        self.client = identity.user if identity.user == client else client
         self.info_json = info_json
         #: Whether no ``authenticate`` hook vouched for the user.
         self.anonymous = anonymous

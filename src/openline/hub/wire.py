@@ -173,7 +173,7 @@ class Parser:
             limit is not None and len(raw) * 4 > limit and len(raw.encode(errors="replace")) > limit
         )
         try:
-            fields = json.loads(raw, parse_constant=_reject_constant)
+            fields = _DECODER.decode(raw)
         except (ValueError, RecursionError):
             if too_large:
                 raise RequestError("too_large", f"message exceeds {limit} bytes") from None
@@ -297,6 +297,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} isn't JSON")
 
 
+# One decoder for every request: json.loads() with an argument builds a new one per
+# call (a decoder and its scanner, on every message received).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _rid(fields: dict[str, Any]) -> Rid:
     rid = fields.get("rid")
     if rid is None or is_text(rid, MAX_RID_LENGTH) or _is_int(rid):
@@ -319,6 +324,12 @@ def show(value: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# One encoder each, made once: json.dumps() with arguments builds a new encoder
+# per call, and these run for every message published or sent.
+_STRICT_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode_json(value: Any) -> bytes:
     """Encode ``value`` as compact UTF-8 JSON.
 
@@ -326,9 +337,7 @@ def encode_json(value: Any) -> bytes:
         ValueError: It contains lone surrogates, or nests too deeply.
     """
     try:
-        return json.dumps(
-            value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-        ).encode()
+        return _STRICT_ENCODER.encode(value).encode()
     except (RecursionError, UnicodeEncodeError) as exc:
         raise ValueError("can't encode as JSON") from exc
 
@@ -338,16 +347,14 @@ def encode_json(value: Any) -> bytes:
 
 def dumps(fields: Mapping[str, Any]) -> bytes:
     """Encode a server message; ``None`` values are left out."""
-    return json.dumps(
-        {key: value for key, value in fields.items() if value is not None},
-        ensure_ascii=False,
-        separators=(",", ":"),
+    return _ENCODER.encode(
+        {key: value for key, value in fields.items() if value is not None}
     ).encode()
 
 
 def encode_str(value: str) -> bytes:
     """Encode a string as a JSON string, in UTF-8."""
-    return json.dumps(value, ensure_ascii=False).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def encode_message(ch_json: bytes, message: Message) -> bytes:

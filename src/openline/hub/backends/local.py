@@ -28,13 +28,44 @@ logger = logging.getLogger("openline.hub")
 class _User:
     """A user present in a channel."""
 
-    __slots__ = ("clients", "info", "state", "timer")
+    __slots__ = ("_clients", "info", "state", "timer")
 
     def __init__(self, info: str) -> None:
         self.info = info
-        self.clients: set[str] = set()
+        # Its connections: one id alone (the usual case: a set costs over 200
+        # bytes per present user), a set from the second on.
+        self._clients: str | set[str] | None = None
         self.state: str | None = None
         self.timer: asyncio.TimerHandle | None = None
+
+    def __contains__(self, client: str) -> bool:
+        clients = self._clients
+        if isinstance(clients, str):
+            return client == clients
+        return clients is not None and client in clients
+
+    def __len__(self) -> int:
+        """How many connections the user has in the channel."""
+        clients = self._clients
+        return (1 if isinstance(clients, str) else len(clients)) if clients is not None else 0
+
+    def add(self, client: str) -> None:
+        clients = self._clients
+        if clients is None:
+            self._clients = client
+        elif isinstance(clients, str):
+            if client != clients:
+                self._clients = {clients, client}
+        else:
+            clients.add(client)
+
+    def discard(self, client: str) -> None:
+        clients = self._clients
+        if isinstance(clients, str):
+            if client == clients:
+                self._clients = None
+        elif clients is not None:
+            clients.discard(client)
 
 
 class _Local:
@@ -104,7 +135,7 @@ class LocalChannels:
         if entry is None:
             entry = local.users[user] = _User(info)
         entry.info = info
-        entry.clients.add(client)
+        entry.add(client)
         if first:
             local.presence_seq += 1
             count = len(local.users)
@@ -117,10 +148,10 @@ class LocalChannels:
         """Remove a connection; see :meth:`.base.Engine.presence_leave`."""
         local = self._channels.get(ch)
         entry = None if local is None else local.users.get(user)
-        if local is None or entry is None or client not in entry.clients:
+        if local is None or entry is None or client not in entry:
             return False
-        entry.clients.discard(client)
-        if entry.clients:
+        entry.discard(client)
+        if len(entry):
             return False
         del local.users[user]
         if entry.timer is not None:
@@ -158,7 +189,7 @@ class LocalChannels:
         if max_users is not None and count > max_users:
             return PresenceSnapshot(count, None, seq)
         users = {
-            user: PresenceUser(entry.info, len(entry.clients), entry.state)
+            user: PresenceUser(entry.info, len(entry), entry.state)
             for user, entry in local.users.items()
         }
         return PresenceSnapshot(count, users, seq)
