@@ -598,13 +598,12 @@ def _split_head(
     # bare CR MUST be rejected or replaced. The lines came from splitting at
     # CRLF, so any CR or LF left is a bare one: counted in C over the whole head,
     # and only a refusal looks for the line to name.
-    if (
-        any(b"\r" in line or b"\n" in line for line in lines)
-        if not complete
-        else (
-            buf.count(b"\r", 0, end) != len(lines) - 1 or buf.count(b"\n", 0, end) != len(lines) - 1
-        )
-    ):
+    if complete:
+        crlfs = len(lines) - 1
+        has_bare = buf.count(b"\r", 0, end) != crlfs or buf.count(b"\n", 0, end) != crlfs
+    else:
+        has_bare = any(b"\r" in line or b"\n" in line for line in lines)
+    if has_bare:
         bare = next(line for line in lines if b"\r" in line or b"\n" in line)
         raise InvalidMessage(f"bare CR or LF in {what} line: {_shorten(bare)}")
     return (lines, size) if complete else None
