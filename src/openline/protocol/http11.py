@@ -424,11 +424,12 @@ def parse_request(
     match = _REQUEST_LINE_RE.fullmatch(lines[0])
     if match is None:
         raise InvalidMessage(f"invalid request line: {_shorten(lines[0])}")
-    method, target, version = (part.decode("ascii") for part in match.groups())
     # RFC 9112, section 2.3: we implement HTTP/1.1 only; RFC 6455, section 4.1
     # requires "HTTP/1.1 or higher", and higher versions don't use this syntax.
-    if version != "HTTP/1.1":
+    if match[3] != b"HTTP/1.1":
+        version = match[3].decode("ascii")
         raise InvalidMessage(f"unsupported HTTP version: {version}; expected HTTP/1.1")
+    method, target = match[1].decode("ascii"), match[2].decode("ascii")
     headers = _parse_fields(lines[1:])
     length = _request_body_length(method, headers, max_body)
     if len(buf) < size + length:
@@ -460,10 +461,11 @@ def _request_body_length(method: str, headers: Headers, max_body: int | None) ->
         raise InvalidMessage("transfer-encoded request bodies aren't supported: use Content-Length")
     if not bodies_allowed:
         # The bytes after an upgrade's head are WebSocket frames: a body would
-        # be read as frames.
-        for name in ("Content-Length", "Transfer-Encoding"):
-            if name in headers:
-                raise InvalidMessage(f"upgrade request mustn't have a body; found {name} header")
+        # be read as frames. (The index's keys are lowercase names.)
+        index = headers._index
+        if "content-length" in index or "transfer-encoding" in index:
+            name = "Content-Length" if "content-length" in index else "Transfer-Encoding"
+            raise InvalidMessage(f"upgrade request mustn't have a body; found {name} header")
         return 0
     values = headers.get_all("Content-Length")
     if not values:
