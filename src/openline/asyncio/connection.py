@@ -410,13 +410,22 @@ class Connection(asyncio.Protocol):
         :attr:`is_writable` first and builds a frame valid for this connection's
         :attr:`extensions`. Nothing waits for the write buffer to drain.
         """
-        if self._corked is None and self._transport.get_write_buffer_size():
-            # The kernel's queue is full, so the transport only appends to its
-            # buffer: corking would add work and save no system call. In order,
-            # since nothing of this turn is corked.
-            self._transport.write(frame)
-            return
-        self._write([frame])
+        corked = self._corked
+        if corked is None:
+            transport = self._transport
+            if transport.get_write_buffer_size():
+                # The kernel's queue is full, so the transport only appends to its
+                # buffer: corking would add work and save no system call. In order,
+                # since nothing of this turn is corked.
+                transport.write(frame)
+                return
+            corked = self._corked = []
+            cork_for(self._loop).add(self)
+        corked.append(frame)
+        size = self._corked_size = self._corked_size + len(frame)
+        if size >= self._settings.write_high:
+            # Past the write limit: let flow control see it now (as _write does).
+            self._uncork()
 
     def write_shared(self, frame: bytes) -> int:
         """Write a frame that many connections share, if this one can take it as is.
@@ -438,26 +447,8 @@ class Connection(asyncio.Protocol):
         lock = self._send_lock
         if lock is not None and lock.locked():
             return -1
-        transport = self._transport
-        corked = self._corked
-        if corked is None:
-            buffered = transport.get_write_buffer_size()
-            if buffered:
-                # The kernel's queue is full: the transport only appends (see
-                # write_frame_nowait).
-                transport.write(frame)
-                return transport.get_write_buffer_size()
-            self._corked = [frame]
-            size = self._corked_size = len(frame)
-            cork_for(self._loop).add(self)
-        else:
-            corked.append(frame)
-            size = self._corked_size = self._corked_size + len(frame)
-        if size < self._settings.write_high:
-            return transport.get_write_buffer_size() if corked is not None else 0
-        # Past the write limit: let flow control see it now (as _write does).
-        self._uncork()
-        return transport.get_write_buffer_size()
+        self.write_frame_nowait(frame)
+        return self._transport.get_write_buffer_size()
 
     def send_payload_nowait(self, payload: bytes, *, text: bool) -> None:
         """Encode and write one message through this connection's extensions.

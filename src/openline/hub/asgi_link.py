@@ -237,8 +237,7 @@ class AsgiLink:
         """
         if self._state is not _State.OPEN:
             return -1
-        payload, text = _unframe(frame)
-        self._enqueue(payload, text)
+        self.write_frame_nowait(frame)
         return self._queued
 
     def send_payload_nowait(self, payload: bytes, *, text: bool) -> None:
