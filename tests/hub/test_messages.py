@@ -331,6 +331,9 @@ class SlowHistory:
         #: Set when a history read starts, and once it has read the store.
         self.entered = asyncio.Event()
         self.read = asyncio.Event()
+        #: When set, a read that has read the store waits for this instead of
+        #: ``delay``: the test decides how long "published now" lasts.
+        self.release: asyncio.Event | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
@@ -340,7 +343,11 @@ class SlowHistory:
         await asyncio.sleep(self._delay)  # published now: delivered live and in history
         result = await self._engine.history(ch, **kwargs)
         self.read.set()
-        await asyncio.sleep(self._delay)  # published now: delivered live only
+        # Published now: delivered live only.
+        if self.release is None:
+            await asyncio.sleep(self._delay)
+        else:
+            await asyncio.wait_for(self.release.wait(), TIMEOUT)
         return result
 
 
