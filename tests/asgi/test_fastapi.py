@@ -14,13 +14,15 @@ import os
 import socket
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.middleware.sessions import SessionMiddleware
 
 from openline.asyncio.client import connect
 from openline.hub import Credentials, Hub, Identity, SqliteEngine
 from openline.hub.events import Disconnected, Gap, Resumed
 from openline.hub.metrics import Metrics
+from openline.web.metrics import render_metrics
 
 from .conftest import OPENLINE_ENGINE, http_get, serving
 from .helpers import Recorder, hub_client, next_publication, refused_status
@@ -36,6 +38,11 @@ def fastapi_app(hub: Hub) -> FastAPI:
     async def login(user: str, request: Request) -> dict[str, str]:
         request.session["user"] = user
         return {"user": user}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        content_type, body = render_metrics(hub)
+        return Response(body, media_type=content_type)
 
     app.mount("/hub", hub.asgi())
     app.add_middleware(SessionMiddleware, secret_key=SECRET)
@@ -61,6 +68,18 @@ def assert_paths(stats: Metrics, kind: str, count: int) -> None:
     assert stats.as_dict()[f"asgi_paths.{path_taken(kind)}"] == count
 
 
+async def scraped_paths(port: int) -> dict[str, float]:
+    """``openline_asgi_connections_total`` by path, from the app's own /metrics route."""
+    status, headers, body = await http_get(port, "/metrics")
+    assert status == 200 and headers["content-type"][0].startswith("text/plain")
+    (family,) = (
+        family
+        for family in text_string_to_metric_families(body.decode())
+        if family.name == "openline_asgi_connections"
+    )
+    return {s.labels["path"]: s.value for s in family.samples if s.name.endswith("_total")}
+
+
 async def session_cookie(port: int, user: str) -> str:
     status, headers, _ = await http_get(port, f"/login/{user}")
     assert status == 200
@@ -81,6 +100,7 @@ async def test_authenticate_reads_the_apps_cookie_session(server_kind: str) -> N
             publication = await next_publication(sub)
             assert (publication.data, publication.user, publication.offset) == ("hi", "ann", 1)
             assert ack.offset == 1
+        assert await scraped_paths(server.port) == {path_taken(server_kind): 1}
     assert_paths(hub.stats, server_kind, 1)
 
 

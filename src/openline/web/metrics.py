@@ -124,6 +124,12 @@ class HubCollector:
             stats.evictions,
         )
         yield _labelled("openline_errors", "Error replies sent, by code.", "code", stats.errors)
+        yield _labelled(
+            "openline_asgi_connections",
+            "Connections the hub's ASGI app accepted, by path: fast (openline's engine) or plain.",
+            "path",
+            stats.asgi_paths,
+        )
         yield from self._engine()
 
     def _handshakes(self) -> Mapping[str, int]:
